@@ -203,3 +203,34 @@ func TestRandom2WeightsShrinkMidPick(t *testing.T) {
 		t.Errorf("picked %v after s2 dropped, want s0 or s1", s)
 	}
 }
+
+// TestRoundRobinFlapNoBurst takes a server down whenever it is owed picks,
+// again and again; when it stays up it must get its share without a burst.
+func TestRoundRobinFlapNoBurst(t *testing.T) {
+	fs := newFakes(1, 1, 1)
+	p := mustNew(t, RoundRobin, fs).(*roundRobin)
+	for range 2000 {
+		p.Pick(0, nil)
+		if p.current[2] > 0 {
+			fs[2].w.Store(0)
+			p.Pick(0, nil)
+			fs[2].w.Store(1)
+		}
+	}
+	var sum int64
+	for _, c := range p.current {
+		sum += c
+	}
+	if sum != 0 {
+		t.Errorf("sum of current values drifted to %d", sum)
+	}
+	seq := pickSeq(p, fs, 300, nil)
+	if strings.Contains(seq, "cc") {
+		t.Errorf("server back from flapping got a burst: %q", seq)
+	}
+	for i := range fs {
+		if n := strings.Count(seq, string(rune('a'+i))); n < 99 || n > 101 {
+			t.Errorf("server %d: %d of 300 picks after flapping", i, n)
+		}
+	}
+}

@@ -9,9 +9,10 @@ import "sync"
 // evenly rather than in bursts (weights 5,1,1 give a a b a c a a).
 //
 // Weights are read on every pick, so slowstart and `ctl weight` apply at
-// once. A server with weight <= 0 restarts from zero when it comes back; a
-// server excluded by skip keeps its value. Pick is O(servers) under a short
-// mutex.
+// once. A server that is down (weight <= 0) or excluded by skip keeps its
+// value untouched; since each pick leaves the sum of the values unchanged,
+// the sum stays zero and a server rejoining cannot take a burst of picks.
+// Pick is O(servers) under a short mutex; skip is called with it held.
 type roundRobin struct {
 	servers []Server
 
@@ -29,12 +30,8 @@ func (p *roundRobin) Pick(_ uint64, skip func(Server) bool) Server {
 	var total int64
 	best := -1
 	for i, s := range p.servers {
-		w := s.Weight()
-		if w <= 0 {
-			p.current[i] = 0
-			continue
-		}
-		if skip != nil && skip(s) {
+		w, ok := eligible(s, skip)
+		if !ok {
 			continue
 		}
 		p.current[i] += int64(w)
