@@ -7,8 +7,9 @@ import (
 )
 
 // pointsPerServer is the number of ring points of a server with the
-// reference (highest) weight. 160 points keep each server's share of keys
-// within about ±10% of its weighted share.
+// reference (highest) weight. A share's spread is about 1/sqrt(points): with
+// 160 points a server's share of keys deviates from its weighted share by
+// about 8% (one standard deviation).
 const pointsPerServer = 160
 
 // ringPoint is one virtual node: ordinal-th point of servers[server].
@@ -24,7 +25,9 @@ type ringPoint struct {
 // weight (ConfigWeighter, else Weight() at construction) and w_ref the highest
 // such weight. Point k of a server sits at a position derived only from its ID
 // and k, so a reload that keeps a server keeps its points where they were, and
-// removing one of N servers moves only the keys it owned (about 1/N).
+// removing one of N servers moves only the keys it owned (about 1/N). If a
+// reload changes w_ref (the heaviest server removed or reweighted), other
+// servers gain or lose points at their tail, moving only the keys on those.
 //
 // A key goes to the first active point clockwise from its hash. With runtime
 // weight w < w_i only the first ceil(160 * w / w_ref) points of the server are
