@@ -1,0 +1,73 @@
+# Palisade — see README.md.
+GO       ?= go
+BIN      := bin
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT   ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+LDFLAGS  := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+TESTFLAGS ?= -race -timeout 20m
+FUZZTIME ?= 30s
+
+.PHONY: all build run test test-short deps bench bench-tcp bench-http bench-failover bench-synflood fuzz generate lint docs clean
+
+all: build
+
+build:
+	@mkdir -p $(BIN)
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/palisade ./cmd/palisade
+	$(GO) build -trimpath -o $(BIN)/demo-backend ./test/cmd/demo-backend
+
+# Two demo backends and palisade on loopback, in the foreground. Ctrl-C stops all.
+run: build
+	@./test/demo.sh
+
+# Installs what the tests need (Debian packages, as root), then runs every test.
+test: deps
+	$(GO) vet ./...
+	$(GO) test $(TESTFLAGS) ./...
+
+test-short:
+	$(GO) test -short ./...
+
+deps:
+	@bash test/install-deps.sh
+
+bench: bench-tcp bench-http
+
+bench-tcp: build
+	@bash test/install-deps.sh bench
+	$(GO) run ./test/bench/tcp -palisade $(BIN)/palisade
+
+bench-http: build
+	@bash test/install-deps.sh bench
+	@if [ -d test/bench/http ]; then $(GO) run ./test/bench/http -palisade $(BIN)/palisade; fi
+
+bench-failover:
+	@bash test/install-deps.sh
+	$(GO) test -run 'TestBenchFailover' -v -timeout 30m ./test/vrrp/ -args -bench-failover
+
+bench-synflood:
+	@bash test/install-deps.sh
+	$(GO) test -run 'TestBenchSynflood' -v -timeout 30m ./test/synflood/ -args -bench-synflood
+
+# Runs each fuzz target for FUZZTIME (the seed corpora in testdata/ also run in `make test`).
+fuzz:
+	@for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz'); do \
+	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	  done; \
+	done
+
+# Regenerates the committed bpf2go output (needs clang) and the README config reference.
+generate:
+	$(GO) generate ./...
+	$(MAKE) docs
+
+docs:
+	$(GO) run ./internal/config/cmd/gendoc README.md
+
+lint:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
+	$(GO) vet ./...
+
+clean:
+	rm -rf $(BIN)
