@@ -165,8 +165,8 @@ func TestDistribution(t *testing.T) {
 		{Random2, []int{1, 2, 3}, 6000, true, 0.01},
 		{Random2, []int{1, 1, 1}, 60000, false, 0.03}, // idle: weighted random
 		{Random2, []int{1, 2, 3}, 60000, false, 0.03},
-		// A ring share's spread is about 1/sqrt(points): ~7.5% for 160
-		// points, ~14% for the 54 points of weight 1 against 3.
+		// A ring share's spread is about 1/sqrt(points): ~6% for 256
+		// points, ~12.5% for the 64 points of weight 1 against 3.
 		{Source, []int{1, 1, 1}, 60000, false, 0.20},
 		{Source, []int{1, 2, 3}, 60000, false, 0.20},
 		{URIHash, []int{1, 2, 3}, 60000, false, 0.20},

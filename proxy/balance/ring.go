@@ -2,15 +2,17 @@ package balance
 
 import (
 	"cmp"
+	"math/bits"
 	"slices"
 	"strings"
 )
 
 // pointsPerServer is the number of ring points of a server with the
-// reference (highest) weight. A share's spread is about 1/sqrt(points): with
-// 160 points a server's share of keys deviates from its weighted share by
-// about 8% (one standard deviation).
-const pointsPerServer = 160
+// reference weight (see refWeight); the heaviest server has between half and
+// all of them. A share's spread is about 1/sqrt(points): with
+// the 200 points of the default weight 100, a server's share of keys deviates
+// from its weighted share by about 7% (one standard deviation).
+const pointsPerServer = 256
 
 // ringPoint is one virtual node: ordinal-th point of servers[server].
 type ringPoint struct {
@@ -21,16 +23,17 @@ type ringPoint struct {
 
 // ring is the consistent hashing policy behind source and uri_hash.
 //
-// Server i owns ceil(160 * w_i / w_ref) points, where w_i is its configured
+// Server i owns ceil(256 * w_i / w_ref) points, where w_i is its configured
 // weight (ConfigWeighter, else Weight() at construction) and w_ref the highest
-// such weight. Point k of a server sits at a position derived only from its ID
-// and k, so a reload that keeps a server keeps its points where they were, and
-// removing one of N servers moves only the keys it owned (about 1/N). If a
-// reload changes w_ref (the heaviest server removed or reweighted), other
-// servers gain or lose points at their tail, moving only the keys on those.
+// such weight rounded up to a power of two (128 for the default weight 100).
+// Point k of a server sits at a position derived only from its ID and k, so a
+// reload that keeps a server keeps its points where they were, and removing
+// one of N servers moves only the keys it owned (about 1/N). Only a reload
+// that moves the highest weight across a power of two changes w_ref; then the
+// other servers gain or lose points at their tail and the keys on those move.
 //
 // A key goes to the first active point clockwise from its hash. With runtime
-// weight w < w_i only the first ceil(160 * w / w_ref) points of the server are
+// weight w < w_i only the first ceil(256 * w / w_ref) points of the server are
 // active (slowstart and `ctl weight` shrink its share, moving only the keys on
 // the deactivated points); w <= 0 or skip deactivates all of them; weights
 // above w_i do not grow the share beyond w_i. Keys of servers that stay
@@ -43,21 +46,23 @@ type ring struct {
 }
 
 func newRing(servers []Server) *ring {
-	r := &ring{servers: servers, cfgW: make([]int64, len(servers)), wref: 1}
+	r := &ring{servers: servers, cfgW: make([]int64, len(servers))}
+	var maxW int64 = 1
 	for i, s := range servers {
 		w := s.Weight()
 		if cw, ok := s.(ConfigWeighter); ok {
 			w = cw.ConfigWeight()
 		}
 		r.cfgW[i] = int64(w)
-		r.wref = max(r.wref, int64(w))
+		maxW = max(maxW, int64(w))
 	}
+	r.wref = refWeight(maxW)
 	total := 0
 	for i, w := range r.cfgW {
 		if w <= 0 {
 			// Down or in maintenance at construction: size it like the
 			// heaviest server so it gets a full share when it comes up.
-			w = r.wref
+			w = maxW
 			r.cfgW[i] = w
 		}
 		total += r.pointsFor(w)
@@ -88,6 +93,17 @@ func newRing(servers []Server) *ring {
 		return cmp.Compare(a.server, b.server)
 	})
 	return r
+}
+
+// refWeight returns the weight that gets pointsPerServer points: the
+// highest weight rounded up to a power of two. Rounding keeps the point
+// counts of the servers that stay unchanged when a reload adds, removes or
+// reweights others, unless the highest weight crosses a power of two.
+func refWeight(maxW int64) int64 {
+	if maxW <= 1 {
+		return 1
+	}
+	return 1 << bits.Len64(uint64(maxW-1))
 }
 
 // pointsFor returns the number of points of a server with weight w
