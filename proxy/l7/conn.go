@@ -1,0 +1,693 @@
+package l7
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/palisade-lb/palisade/proxy/l7/http1"
+)
+
+const (
+	stBusy int32 = iota
+	stIdle
+)
+
+// Reusing an idle server connection for a non-idempotent request risks the
+// server closing it at the same moment, which cannot be retried safely; such
+// requests only reuse connections idle for less than this.
+const nonIdempotentMaxIdle = time.Second
+
+// spliceMin is the body remainder from which bodies are moved with splice(2)
+// instead of through the user-space buffer.
+const spliceMin = 64 << 10
+
+// conn is the per-client-connection state, pooled with its buffers.
+type conn struct {
+	h      *Handler
+	ctx    context.Context
+	nc     net.Conn
+	tcp    *net.TCPConn
+	isTLS  bool
+	client netip.AddrPort
+
+	rbuf        []byte // client bytes rbuf[roff:rn]
+	roff, rn    int
+	req         http1.Request
+	headLen     int
+	obuf        []byte // request head (+ body prefix) for the server
+	ubuf        []byte // server bytes ubuf[:un]; scratch for streaming bodies
+	un          int
+	respHeadLen int
+	resp        http1.Response
+	wbuf        []byte // response head (+ body prefix) for the client
+	chunk       http1.Chunked
+	lr          io.LimitedReader
+	tried       Tried
+	served      int
+	state       atomic.Int32
+	draining    atomic.Bool
+
+	// per request
+	logMethod []byte
+	logPath   []byte
+	start     time.Time
+	bytesIn   int64
+	bytesOut  int64
+}
+
+func (c *conn) init(ctx context.Context, h *Handler, nc net.Conn, client netip.AddrPort, isTLS bool) {
+	c.h, c.ctx, c.nc, c.client, c.isTLS = h, ctx, nc, client, isTLS
+	c.tcp, _ = nc.(*net.TCPConn)
+	c.roff, c.rn, c.served = 0, 0, 0
+	c.state.Store(stBusy)
+	c.draining.Store(false)
+}
+
+func (c *conn) release() {
+	c.h, c.ctx, c.nc, c.tcp = nil, nil, nil, nil
+	c.tried.reset()
+	if cap(c.rbuf) > 64<<10 {
+		c.rbuf = make([]byte, 16<<10)
+	}
+	if cap(c.ubuf) > 64<<10 {
+		c.ubuf = make([]byte, 32<<10)
+	}
+	if cap(c.wbuf) > 64<<10 {
+		c.wbuf = make([]byte, 0, 4<<10)
+	}
+	if cap(c.obuf) > 64<<10 {
+		c.obuf = make([]byte, 0, 4<<10)
+	}
+}
+
+// onDrain runs when the ServeConn context is cancelled: an idle connection is
+// woken up and closed; a busy one finishes its request first.
+func (c *conn) onDrain() {
+	c.draining.Store(true)
+	if c.state.Load() == stIdle {
+		c.nc.SetReadDeadline(time.Unix(1, 0))
+	}
+}
+
+func (c *conn) serve() {
+	for {
+		if !c.readHead() {
+			return
+		}
+		if !c.handle() {
+			return
+		}
+		c.served++
+		if c.draining.Load() {
+			return
+		}
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// readHead reads until a complete request head is buffered. false: the
+// connection is done (error answered or peer gone).
+func (c *conn) readHead() bool {
+	h := c.h
+	started := false
+	for {
+		if c.rn > c.roff {
+			n, err := http1.ParseRequest(c.rbuf[c.roff:c.rn], &c.req, h.lim)
+			if err == nil {
+				c.headLen = n
+				c.state.Store(stBusy)
+				return true
+			}
+			if err != http1.ErrIncomplete {
+				pe, _ := err.(*http1.Error)
+				c.reject(pe.Status, pe.Reason)
+				return false
+			}
+			if !started {
+				started = true
+				c.state.Store(stBusy)
+				c.nc.SetReadDeadline(time.Now().Add(h.cfg.Timeouts.HTTPRequest))
+			}
+		} else {
+			c.roff, c.rn = 0, 0
+			d := h.cfg.Timeouts.Idle
+			if c.served == 0 {
+				d = h.cfg.Timeouts.HTTPRequest
+			}
+			c.nc.SetReadDeadline(time.Now().Add(d))
+			c.state.Store(stIdle)
+			if c.draining.Load() {
+				return false
+			}
+		}
+		if c.rn == len(c.rbuf) {
+			if c.roff > 0 {
+				c.rn = copy(c.rbuf, c.rbuf[c.roff:c.rn])
+				c.roff = 0
+			} else {
+				if len(c.rbuf) >= h.cfg.MaxHeaderBytes+4096 {
+					c.reject(431, "request header section too large")
+					return false
+				}
+				nb := make([]byte, min(2*len(c.rbuf), h.cfg.MaxHeaderBytes+4096))
+				copy(nb, c.rbuf[:c.rn])
+				c.rbuf = nb
+			}
+		}
+		n, err := c.nc.Read(c.rbuf[c.rn:])
+		c.rn += n
+		if n > 0 && !started {
+			started = true
+			c.state.Store(stBusy)
+			c.nc.SetReadDeadline(time.Now().Add(h.cfg.Timeouts.HTTPRequest))
+		}
+		if err != nil && n == 0 {
+			if c.rn > c.roff && isTimeout(err) && !c.draining.Load() {
+				c.reject(408, "timeout reading request head")
+			}
+			return false
+		}
+	}
+}
+
+// reject answers a request palisade refuses before any backend is involved,
+// and closes the connection.
+func (c *conn) reject(status int, reason string) {
+	c.h.log.Info("request rejected", "client", c.client.String(), "status", status, "reason", reason)
+	c.writeError(status, true)
+	c.h.none.observe(status, 0)
+}
+
+func (c *conn) writeError(status int, closeConn bool) {
+	c.nc.SetWriteDeadline(time.Now().Add(c.h.cfg.Timeouts.Client))
+	c.wbuf = appendErrorResponse(c.wbuf[:0], status, closeConn)
+	c.nc.Write(c.wbuf)
+	if closeConn {
+		c.lingerClose()
+	}
+}
+
+// lingerClose half-closes and drains briefly so the client reads the error
+// response instead of a reset caused by its unread request bytes.
+func (c *conn) lingerClose() {
+	type closeWriter interface{ CloseWrite() error }
+	if cw, ok := c.nc.(closeWriter); ok {
+		cw.CloseWrite()
+		c.nc.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+		var buf [4096]byte
+		for total := 0; total < 1<<20; {
+			n, err := c.nc.Read(buf[:])
+			total += n
+			if err != nil {
+				break
+			}
+		}
+	}
+}
+
+// handle routes and answers one request; false closes the connection.
+func (c *conn) handle() bool {
+	h := c.h
+	req := &c.req
+	c.start = time.Now()
+	c.bytesIn, c.bytesOut = 0, 0
+	c.logMethod = append(c.logMethod[:0], req.Method...)
+	path := req.Path()
+	c.logPath = append(c.logPath[:0], path...)
+
+	if string(req.Method) == "CONNECT" {
+		c.reject(405, "CONNECT not supported")
+		return false
+	}
+	host := req.Host
+	if a := req.Authority(); a != nil {
+		host = a
+	}
+	rt := h.router.match(req, hostOnly(host), path)
+	be := h.router.def
+	if rt != nil {
+		if rt.redirect != nil {
+			return c.redirect(rt.redirect, host)
+		}
+		be = rt.backend
+	}
+	if be == nil {
+		keep := !req.Close && !req.HasBody()
+		c.finishLocal(503, keep, "no route and no default_backend")
+		return keep
+	}
+	return c.forward(be, host, path)
+}
+
+// finishLocal answers with a palisade-generated error and accounts for it.
+func (c *conn) finishLocal(status int, keep bool, why string) {
+	c.writeError(status, !keep)
+	c.h.none.observe(status, time.Since(c.start).Seconds())
+	c.h.log.Warn("request failed", "status", status, "reason", why,
+		"method", string(c.logMethod), "path", string(c.logPath))
+	c.roff += c.headLen
+}
+
+func (c *conn) redirect(rd *Redirect, host []byte) bool {
+	req := &c.req
+	b := c.wbuf[:0]
+	b = append(b, "HTTP/1.1 "...)
+	b = strconv.AppendInt(b, int64(rd.Code), 10)
+	b = append(b, ' ')
+	b = append(b, statusText(rd.Code)...)
+	b = append(b, "\r\nLocation: "...)
+	b = appendLocation(b, rd, host, req.OriginTarget(), c.isTLS)
+	keep := !req.Close && !req.HasBody() && !c.draining.Load()
+	b = append(b, "\r\nContent-Length: 0\r\n"...)
+	if !keep {
+		b = append(b, "Connection: close\r\n"...)
+	}
+	b = append(b, "\r\n"...)
+	c.wbuf = b
+	c.nc.SetWriteDeadline(time.Now().Add(c.h.cfg.Timeouts.Client))
+	_, err := c.nc.Write(b)
+	c.h.none.observe(rd.Code, time.Since(c.start).Seconds())
+	c.accessLog(nil, nil, rd.Code, 0, 0)
+	c.roff += c.headLen
+	return keep && err == nil
+}
+
+// attempt result
+type result uint8
+
+const (
+	resOK         result = iota
+	resRetryFresh        // reused connection was stale: same server, new connection
+	resRetryOther        // try another server
+	resFail              // response written (error or partial); stop
+)
+
+func (c *conn) forward(be *backendRef, host, path []byte) bool {
+	h := c.h
+	req := &c.req
+	bodyStart := c.roff + c.headLen
+	bodyDone := !req.HasBody()
+	inBuf := 0
+	switch {
+	case req.Chunked:
+		c.chunk.Reset()
+		n, err := c.chunk.Feed(c.rbuf[bodyStart:c.rn])
+		if err != nil {
+			pe, _ := err.(*http1.Error)
+			c.reject(pe.Status, pe.Reason)
+			return false
+		}
+		inBuf = n
+		bodyDone = c.chunk.Done()
+	case req.ContentLength > 0:
+		inBuf = int(min(int64(c.rn-bodyStart), req.ContentLength))
+		bodyDone = int64(inBuf) == req.ContentLength
+	}
+	c.obuf = c.buildRequest(c.obuf[:0], host)
+	c.obuf = append(c.obuf, c.rbuf[bodyStart:bodyStart+inBuf]...)
+	c.bytesIn = int64(inBuf)
+	c.roff = bodyStart + inBuf
+	replayable := bodyDone
+	idem := http1.Idempotent(req.Method)
+	maxAge := h.cfg.Timeouts.Idle
+	if !idem {
+		maxAge = nonIdempotentMaxIdle
+	}
+
+	var hash uint64
+	if be.b.HashURI() {
+		hash = HashPath(path)
+	}
+	retries := be.b.Retries()
+	c.tried.reset()
+	var sticky Server
+	if name := be.b.Cookie(); name != "" {
+		if v := cookieValue(req, name); len(v) > 0 {
+			sticky = be.b.PickByName(string(v))
+		}
+	}
+	first := true
+	for {
+		var srv Server
+		if first && sticky != nil {
+			srv = sticky
+		} else {
+			srv = be.b.Pick(hash, &c.tried)
+		}
+		first = false
+		if srv == nil {
+			why := "no server available"
+			if c.tried.Len() > 0 {
+				why = "no server left to retry on"
+			}
+			return c.failBeforeResponse(be, nil, 503, bodyDone, why)
+		}
+		fresh := false
+		for {
+			res, keep := c.attempt(be, srv, fresh, maxAge, replayable, idem, bodyDone, sticky)
+			switch res {
+			case resOK, resFail:
+				return keep
+			case resRetryFresh:
+				fresh = true
+				continue
+			}
+			break
+		}
+		// resRetryOther: srv.Done was called by attempt.
+		c.tried.add(srv)
+		if retries <= 0 {
+			return c.failBeforeResponse(be, srv, 503, bodyDone, "retries exhausted")
+		}
+		retries--
+	}
+}
+
+func (c *conn) failBeforeResponse(be *backendRef, srv Server, status int, bodyDone bool, why string) bool {
+	keep := bodyDone && !c.req.Close && !c.draining.Load()
+	c.writeError(status, !keep)
+	be.st.observe(status, time.Since(c.start).Seconds())
+	sname := ""
+	if srv != nil {
+		sname = srv.Name()
+	}
+	c.h.log.Warn("request failed", "backend", be.name, "server", sname, "status", status, "reason", why,
+		"method", string(c.logMethod), "path", string(c.logPath))
+	c.accessLog(be, srv, status, 0, 0)
+	return keep
+}
+
+// attempt runs one exchange with srv. It calls srv.Done unless it returns
+// resRetryFresh (the same server is tried again on a new connection).
+func (c *conn) attempt(be *backendRef, srv Server, fresh bool, maxAge time.Duration, replayable, idem, bodyDone bool, sticky Server) (result, bool) {
+	h := c.h
+	addr := srv.Addr()
+	var u *upConn
+	if !fresh {
+		u = h.pool.get(addr, h.now(), maxAge)
+	}
+	tConn := time.Now()
+	var connectDur time.Duration
+	if u == nil {
+		var err error
+		u, err = h.pool.dial(c.ctx, addr)
+		connectDur = time.Since(tConn)
+		if err != nil {
+			srv.Done(Outcome{ConnectFailed: true, Timeout: isTimeout(err), Connect: connectDur})
+			h.log.Warn("connect failed", "backend", be.name, "server", srv.Name(), "addr", addr, "err", err)
+			return resRetryOther, false
+		}
+	}
+	tSent := time.Now()
+	u.nc.SetDeadline(tSent.Add(h.cfg.Timeouts.Server))
+	if _, err := u.nc.Write(c.obuf); err != nil {
+		u.nc.Close()
+		if u.reused {
+			return resRetryFresh, false
+		}
+		srv.Done(Outcome{EmptyResponse: true, Connect: connectDur})
+		h.log.Warn("sending request failed", "backend", be.name, "server", srv.Name(), "err", err)
+		if replayable {
+			return resRetryOther, false
+		}
+		return resFail, c.failAfterPick(be, srv, 502, bodyDone, "sending request failed")
+	}
+	if !bodyDone {
+		if c.req.Expect100 && c.req.Minor == 1 {
+			c.nc.SetWriteDeadline(time.Now().Add(h.cfg.Timeouts.Client))
+			if _, err := c.nc.Write(continue100); err != nil {
+				u.nc.Close()
+				srv.Done(Outcome{Aborted: true, Connect: connectDur})
+				return resFail, false
+			}
+		}
+		if status, why := c.sendBody(u); status != 0 {
+			u.nc.Close()
+			srv.Done(Outcome{Aborted: status == 400 || status == 408, BytesIn: c.bytesIn, Connect: connectDur})
+			if status == 502 {
+				return resFail, c.failAfterPick(be, srv, 502, false, why)
+			}
+			if status > 0 {
+				c.reject(status, why)
+			}
+			return resFail, false
+		}
+	}
+	err := c.readResponseHead(u)
+	respDur := time.Since(tSent)
+	if err != nil {
+		u.nc.Close()
+		switch {
+		case err == errEmptyResponse && u.reused && replayable:
+			return resRetryFresh, false
+		case err == errEmptyResponse:
+			srv.Done(Outcome{EmptyResponse: true, BytesIn: c.bytesIn, Connect: connectDur, Response: respDur})
+			if replayable && idem {
+				h.log.Warn("empty response, retrying", "backend", be.name, "server", srv.Name())
+				return resRetryOther, false
+			}
+			return resFail, c.failAfterPick(be, srv, 502, bodyDone, "server closed the connection without a response")
+		case isTimeout(err):
+			srv.Done(Outcome{Timeout: true, BytesIn: c.bytesIn, Connect: connectDur, Response: respDur})
+			return resFail, c.failAfterPick(be, srv, 504, bodyDone, "server timeout")
+		default:
+			srv.Done(Outcome{BadResponse: true, BytesIn: c.bytesIn, Connect: connectDur, Response: respDur})
+			return resFail, c.failAfterPick(be, srv, 502, bodyDone, "bad response: "+err.Error())
+		}
+	}
+	keep, out := c.respond(be, srv, u, sticky)
+	status := c.resp.Status
+	srv.Done(Outcome{Status: status, BytesIn: c.bytesIn, BytesOut: out, Connect: connectDur, Response: respDur})
+	be.st.observe(status, time.Since(c.start).Seconds())
+	if h.cfg.AccessLog {
+		c.accessLogTimes(be, srv, status, tConn.Sub(c.start), connectDur, respDur)
+	}
+	return resOK, keep
+}
+
+func (c *conn) failAfterPick(be *backendRef, srv Server, status int, bodyDone bool, why string) bool {
+	return c.failBeforeResponse(be, srv, status, bodyDone, why)
+}
+
+var continue100 = []byte("HTTP/1.1 100 Continue\r\n\r\n")
+
+// sendBody streams the rest of the request body to the server. A non-zero
+// status reports the failure: 400 invalid chunking, 408 client timeout, -1
+// client gone, 502 server write failure.
+func (c *conn) sendBody(u *upConn) (int, string) {
+	h := c.h
+	req := &c.req
+	// Everything buffered belongs to the body so far; start reading afresh.
+	c.roff, c.rn = 0, 0
+	c.nc.SetReadDeadline(time.Now().Add(h.cfg.Timeouts.Client))
+	if !req.Chunked {
+		rem := req.ContentLength - c.bytesIn
+		n, rerr, werr := c.copyN(u.nc, u.tcp, c.nc, c.tcp, rem, h.cfg.Timeouts.Client, h.cfg.Timeouts.Server, u.nc, c.nc)
+		c.bytesIn += n
+		switch {
+		case werr != nil:
+			return 502, "sending request body failed"
+		case rerr != nil && isTimeout(rerr):
+			return 408, "timeout reading request body"
+		case rerr != nil:
+			return -1, ""
+		}
+		return 0, ""
+	}
+	for !c.chunk.Done() {
+		n, err := c.nc.Read(c.ubuf)
+		if n > 0 {
+			k, ferr := c.chunk.Feed(c.ubuf[:n])
+			if k > 0 {
+				if _, werr := u.nc.Write(c.ubuf[:k]); werr != nil {
+					return 502, "sending request body failed"
+				}
+				c.bytesIn += int64(k)
+			}
+			if ferr != nil {
+				pe, _ := ferr.(*http1.Error)
+				return pe.Status, pe.Reason
+			}
+			if c.chunk.Done() {
+				// Pipelined bytes after the body stay for the next request.
+				c.rn = copy(c.rbuf, c.ubuf[k:n])
+				return 0, ""
+			}
+			c.nc.SetReadDeadline(time.Now().Add(h.cfg.Timeouts.Client))
+			continue
+		}
+		if err != nil {
+			if isTimeout(err) {
+				return 408, "timeout reading request body"
+			}
+			return -1, ""
+		}
+	}
+	return 0, ""
+}
+
+// copyN moves n bytes from src to dst, by splice(2) when both are TCP and the
+// amount is large, else through c.ubuf. Deadlines (inactivity) are refreshed
+// between pieces. It reports the read and write errors separately.
+func (c *conn) copyN(dst net.Conn, dtcp *net.TCPConn, src net.Conn, stcp *net.TCPConn, n int64, srcTimeout, dstTimeout time.Duration, dstDL, srcDL net.Conn) (int64, error, error) {
+	var done int64
+	if dtcp != nil && stcp != nil && n >= spliceMin {
+		const piece = 4 << 20
+		for done < n {
+			want := min(n-done, piece)
+			c.lr = io.LimitedReader{R: stcp, N: want}
+			k, err := dtcp.ReadFrom(&c.lr)
+			done += k
+			if err != nil {
+				rerr, werr := classifyCopyErr(err, &c.lr, dtcp)
+				return done, rerr, werr
+			}
+			if k < want {
+				return done, io.ErrUnexpectedEOF, nil
+			}
+			if done < n {
+				now := time.Now()
+				srcDL.SetReadDeadline(now.Add(srcTimeout))
+				dstDL.SetWriteDeadline(now.Add(dstTimeout))
+			}
+		}
+		return done, nil, nil
+	}
+	for done < n {
+		k, rerr := src.Read(c.ubuf[:min(int64(len(c.ubuf)), n-done)])
+		if k > 0 {
+			if _, werr := dst.Write(c.ubuf[:k]); werr != nil {
+				return done, nil, werr
+			}
+			done += int64(k)
+			if done < n {
+				now := time.Now()
+				src.SetReadDeadline(now.Add(srcTimeout))
+				dst.SetWriteDeadline(now.Add(dstTimeout))
+			}
+		}
+		if rerr != nil && done < n {
+			if rerr == io.EOF {
+				rerr = io.ErrUnexpectedEOF
+			}
+			return done, rerr, nil
+		}
+	}
+	return done, nil, nil
+}
+
+// classifyCopyErr guesses whether a splice error came from the writing side
+// (EPIPE, or a write op) or else the reading side; both end the exchange, the
+// guess only picks the status answered.
+func classifyCopyErr(err error, _ *io.LimitedReader, _ *net.TCPConn) (error, error) {
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Op == "write" || errors.Is(err, syscall.EPIPE) {
+		return nil, err
+	}
+	return err, nil
+}
+
+var errEmptyResponse = errors.New("empty response")
+
+// readResponseHead reads the final response head into ubuf, skipping interim
+// (1xx other than 101) responses.
+func (c *conn) readResponseHead(u *upConn) error {
+	c.un = 0
+	got := false
+	for {
+		if c.un > 0 {
+			n, err := http1.ParseResponse(c.ubuf[:c.un], &c.resp, 65536)
+			if err == nil {
+				if c.resp.Status >= 200 || c.resp.Status == 101 {
+					return c.keepHeadLen(n)
+				}
+				c.un = copy(c.ubuf, c.ubuf[n:c.un])
+				continue
+			}
+			if err != http1.ErrIncomplete {
+				return err
+			}
+		}
+		if c.un == len(c.ubuf) {
+			if len(c.ubuf) >= 64<<10+4096 {
+				return errors.New("response head too large")
+			}
+			nb := make([]byte, 2*len(c.ubuf)+4096)
+			copy(nb, c.ubuf[:c.un])
+			c.ubuf = nb
+		}
+		n, err := u.nc.Read(c.ubuf[c.un:])
+		c.un += n
+		if n > 0 {
+			got = true
+		}
+		if err != nil && n == 0 {
+			if !got && !isTimeout(err) {
+				return errEmptyResponse
+			}
+			if !isTimeout(err) {
+				return errors.New("truncated response head")
+			}
+			return err
+		}
+	}
+}
+
+// respHead is the length of the parsed response head in ubuf.
+func (c *conn) keepHeadLen(n int) error { c.respHeadLen = n; return nil }
+
+// appendLocation builds a redirect target: the request URL with the parts set
+// in rd replaced.
+func appendLocation(b []byte, rd *Redirect, host, target []byte, isTLS bool) []byte {
+	scheme := "http"
+	if isTLS {
+		scheme = "https"
+	}
+	if rd.Scheme != "" {
+		scheme = rd.Scheme
+	}
+	b = append(b, scheme...)
+	b = append(b, "://"...)
+	hn := hostOnly(host)
+	if rd.Host != "" {
+		b = append(b, rd.Host...)
+	} else {
+		b = append(b, hn...)
+	}
+	switch {
+	case rd.Port != 0:
+		if !(rd.Port == 80 && scheme == "http" || rd.Port == 443 && scheme == "https") {
+			b = append(b, ':')
+			b = strconv.AppendInt(b, int64(rd.Port), 10)
+		}
+	case rd.Host == "" && rd.Scheme == "" && len(hn) < len(host):
+		b = append(b, host[len(hn):]...) // same origin: keep the port
+	}
+	t := target
+	if rd.Path != "" {
+		b = append(b, rd.Path...)
+		if !strings.Contains(rd.Path, "?") {
+			if i := bytes.IndexByte(t, '?'); i >= 0 {
+				b = append(b, t[i:]...)
+			}
+		}
+		return b
+	}
+	if len(t) == 0 || t[0] != '/' {
+		b = append(b, '/')
+	}
+	return append(b, t...)
+}

@@ -1,0 +1,160 @@
+// Package l7 is Palisade's HTTP data path (frontends in `mode: http`): a
+// purpose-built HTTP/1.1 forwarding loop with strict parsing (package http1),
+// routing, header rewriting, retries, pooled keep-alive server connections and
+// zero-copy bodies and tunnels, plus HTTP/2 for TLS clients via ALPN.
+//
+// The TCP frontend accepts connections and calls (*Handler).ServeConn; servers
+// are chosen through the Backends interface, implemented by the integrator.
+package l7
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/palisade-lb/palisade/proxy/l7/http1"
+)
+
+// Handler serves HTTP client connections for one frontend with one config
+// generation. It is safe for concurrent use; build a new one on reload and let
+// the old connections finish with the old one, then Close it.
+type Handler struct {
+	cfg       Config
+	log       *slog.Logger
+	router    *router
+	refs      map[string]*backendRef
+	none      *stats
+	reqRules  compiledRules
+	respRules compiledRules
+	pool      *pool
+	lim       http1.Limits
+	tlsConfig *tls.Config
+	h2        *h2Handler
+	epoch     time.Time
+
+	ridPrefix [16]byte
+	ridSeq    atomic.Uint64
+}
+
+// New builds a Handler. Every backend named by a route or DefaultBackend is
+// resolved through b now; an unknown name is an error. m must not be nil
+// (NewMetrics(nil) gives unexported metrics); log nil discards logs.
+func New(cfg Config, b Backends, m *Metrics, log *slog.Logger) (*Handler, error) {
+	if m == nil {
+		return nil, errors.New("l7: nil Metrics")
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	cfg.Timeouts.setDefaults()
+	if cfg.MaxHeaderBytes <= 0 {
+		cfg.MaxHeaderBytes = 65536
+	}
+	if cfg.MaxHeaderBytes < 1024 {
+		return nil, fmt.Errorf("l7: max_header_bytes %d below 1024", cfg.MaxHeaderBytes)
+	}
+	h := &Handler{
+		cfg:   cfg,
+		log:   log.With("frontend", cfg.Frontend),
+		refs:  map[string]*backendRef{},
+		none:  m.stats(cfg.Frontend, noBackend),
+		epoch: time.Now(),
+		lim: http1.Limits{
+			MaxHeaderBytes: cfg.MaxHeaderBytes,
+			MaxLine:        min(8192, cfg.MaxHeaderBytes),
+			MaxHeaders:     100,
+		},
+	}
+	var err error
+	if h.router, err = compileRouter(&cfg, b, h.refs, m); err != nil {
+		return nil, fmt.Errorf("l7: frontend %s: %w", cfg.Frontend, err)
+	}
+	if h.reqRules, err = compileRules(cfg.RequestHeaders, "request_headers"); err != nil {
+		return nil, fmt.Errorf("l7: frontend %s: %w", cfg.Frontend, err)
+	}
+	if h.respRules, err = compileRules(cfg.ResponseHeaders, "response_headers"); err != nil {
+		return nil, fmt.Errorf("l7: frontend %s: %w", cfg.Frontend, err)
+	}
+	var seed [8]byte
+	if _, err := rand.Read(seed[:]); err != nil {
+		return nil, fmt.Errorf("l7: request id seed: %w", err)
+	}
+	hex.Encode(h.ridPrefix[:], seed[:])
+	h.pool = newPool(256, cfg.Timeouts.Idle, cfg.Timeouts.Connect)
+	if cfg.TLS != nil {
+		tc := cfg.TLS.Clone()
+		if len(tc.NextProtos) == 0 {
+			tc.NextProtos = []string{"h2", "http/1.1"}
+		}
+		if tc.MinVersion < tls.VersionTLS12 {
+			tc.MinVersion = tls.VersionTLS12
+		}
+		h.tlsConfig = tc
+		h.h2 = &h2Handler{h: h}
+	}
+	return h, nil
+}
+
+// Close closes the idle server connections of this handler. Call it once the
+// connections served by it have finished (after a reload or at stop).
+func (h *Handler) Close() {
+	h.pool.close()
+	if h.h2 != nil {
+		h.h2.close()
+	}
+}
+
+func (h *Handler) now() int64 { return int64(time.Since(h.epoch)) }
+
+// ServeConn serves one accepted client connection and closes it. It blocks
+// until the client leaves, an error or timeout ends the connection, or ctx is
+// cancelled: then the request in flight is finished (answered with
+// "Connection: close") and the connection closed — the graceful drain for
+// reload and stop. Upgraded tunnels (WebSocket) are left running until either
+// side closes them. client is the real client address (after PROXY protocol).
+func (h *Handler) ServeConn(ctx context.Context, nc net.Conn, client netip.AddrPort) {
+	defer nc.Close()
+	isTLS := false
+	if h.tlsConfig != nil {
+		tc := tls.Server(nc, h.tlsConfig)
+		hctx, cancel := context.WithTimeout(ctx, h.cfg.Timeouts.HTTPRequest)
+		err := tc.HandshakeContext(hctx)
+		cancel()
+		if err != nil {
+			h.log.Debug("tls handshake failed", "client", client.String(), "err", err)
+			return
+		}
+		if tc.ConnectionState().NegotiatedProtocol == "h2" {
+			h.h2.serve(ctx, tc, client)
+			return
+		}
+		nc, isTLS = tc, true
+	}
+	c := connPool.Get().(*conn)
+	c.init(ctx, h, nc, client, isTLS)
+	if ctx.Done() != nil {
+		stop := context.AfterFunc(ctx, c.onDrain)
+		defer stop()
+	}
+	c.serve()
+	c.release()
+	connPool.Put(c)
+}
+
+var connPool = sync.Pool{New: func() any {
+	return &conn{
+		rbuf: make([]byte, 16<<10),
+		ubuf: make([]byte, 32<<10),
+		obuf: make([]byte, 0, 4<<10),
+		wbuf: make([]byte, 0, 4<<10),
+	}
+}}

@@ -1,0 +1,226 @@
+package l7
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+type fakeServer struct {
+	name string
+	addr atomic.Value // string
+	mu   sync.Mutex
+	outs []Outcome
+	down atomic.Bool
+	act  atomic.Int64
+}
+
+func newFakeServer(name, addr string) *fakeServer {
+	s := &fakeServer{name: name}
+	s.addr.Store(addr)
+	return s
+}
+
+func (s *fakeServer) Name() string { return s.name }
+func (s *fakeServer) Addr() string { return s.addr.Load().(string) }
+func (s *fakeServer) Done(o Outcome) {
+	s.act.Add(-1)
+	s.mu.Lock()
+	s.outs = append(s.outs, o)
+	s.mu.Unlock()
+}
+func (s *fakeServer) outcomes() []Outcome {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Outcome(nil), s.outs...)
+}
+
+type fakeBackend struct {
+	name    string
+	servers []*fakeServer
+	next    atomic.Uint64
+	retries int
+	cookie  string
+	hashURI bool
+	lastHash atomic.Uint64
+}
+
+func (b *fakeBackend) Name() string { return b.name }
+func (b *fakeBackend) Pick(hash uint64, tried *Tried) Server {
+	b.lastHash.Store(hash)
+	n := len(b.servers)
+	if n == 0 {
+		return nil
+	}
+	start := int(b.next.Add(1))
+	if b.hashURI {
+		start = int(hash % uint64(n))
+	}
+	for i := 0; i < n; i++ {
+		s := b.servers[(start+i)%n]
+		if s.down.Load() || tried.Has(s) {
+			continue
+		}
+		s.act.Add(1)
+		return s
+	}
+	return nil
+}
+func (b *fakeBackend) PickByName(name string) Server {
+	for _, s := range b.servers {
+		if s.name == name && !s.down.Load() {
+			s.act.Add(1)
+			return s
+		}
+	}
+	return nil
+}
+func (b *fakeBackend) HashURI() bool  { return b.hashURI }
+func (b *fakeBackend) Retries() int   { return b.retries }
+func (b *fakeBackend) Cookie() string { return b.cookie }
+
+type fakeBackends map[string]*fakeBackend
+
+func (f fakeBackends) Backend(name string) Backend {
+	if b, ok := f[name]; ok {
+		return b
+	}
+	return nil
+}
+
+// proxy runs a Handler behind a loopback listener.
+type proxy struct {
+	h      *Handler
+	ln     net.Listener
+	addr   string
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	ctx    context.Context
+}
+
+func testLogger(t testing.TB) *slog.Logger {
+	if os.Getenv("L7_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+func startProxy(t testing.TB, cfg Config, bs Backends) *proxy {
+	t.Helper()
+	m, err := NewMetrics(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Frontend == "" {
+		cfg.Frontend = "web"
+	}
+	h, err := New(cfg, bs, m, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return serveHandler(t, h)
+}
+
+func serveHandler(t testing.TB, h *Handler) *proxy {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	p := &proxy{h: h, ln: ln, addr: ln.Addr().String(), cancel: cancel, ctx: ctx}
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			ap := c.RemoteAddr().(*net.TCPAddr).AddrPort()
+			p.wg.Add(1)
+			go func() {
+				defer p.wg.Done()
+				h.ServeConn(ctx, c, ap)
+			}()
+		}
+	}()
+	t.Cleanup(p.stop)
+	return p
+}
+
+func (p *proxy) stop() {
+	p.ln.Close()
+	p.cancel()
+	p.wg.Wait()
+	p.h.Close()
+}
+
+// rawServer is a TCP server that records every byte it receives and answers
+// each connection with respond (called per connection).
+type rawServer struct {
+	ln   net.Listener
+	mu   sync.Mutex
+	got  []byte
+	wg   sync.WaitGroup
+	conns atomic.Int64
+}
+
+func startRaw(t testing.TB, handle func(c net.Conn, rec func([]byte))) *rawServer {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &rawServer{ln: ln}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s.conns.Add(1)
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(10 * time.Second))
+				handle(c, func(b []byte) {
+					s.mu.Lock()
+					s.got = append(s.got, b...)
+					s.mu.Unlock()
+				})
+			}()
+		}
+	}()
+	t.Cleanup(func() { ln.Close(); s.wg.Wait() })
+	return s
+}
+
+func (s *rawServer) addr() string { return s.ln.Addr().String() }
+func (s *rawServer) received() []byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]byte(nil), s.got...)
+}
+
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+var _ = io.EOF
+var _ = netip.AddrPort{}

@@ -1,0 +1,128 @@
+package l7
+
+import (
+	"context"
+	"net"
+	"sync"
+	"time"
+)
+
+// upConn is one connection to a server.
+type upConn struct {
+	nc        net.Conn
+	tcp       *net.TCPConn // nil when not TCP
+	addr      string
+	idleSince int64 // monotonic ns (handler clock) when put back
+	reused    bool  // taken from the idle pool
+}
+
+// pool keeps idle keep-alive connections per server address (LIFO, so the
+// warmest connection is reused and the surplus ages out).
+type pool struct {
+	mu      sync.Mutex
+	idle    map[string][]*upConn
+	closed  bool
+	maxIdle int           // per address
+	maxAge  time.Duration // idle connections older than this are closed
+	dialer  net.Dialer
+}
+
+func newPool(maxIdle int, maxAge, connect time.Duration) *pool {
+	return &pool{
+		idle:    make(map[string][]*upConn),
+		maxIdle: maxIdle,
+		maxAge:  maxAge,
+		dialer:  net.Dialer{Timeout: connect, KeepAlive: 30 * time.Second},
+	}
+}
+
+// get returns an idle connection to addr no older than maxAge, or nil.
+func (p *pool) get(addr string, now int64, maxAge time.Duration) *upConn {
+	var stale []*upConn
+	p.mu.Lock()
+	l := p.idle[addr]
+	var u *upConn
+	for len(l) > 0 {
+		c := l[len(l)-1]
+		l[len(l)-1] = nil
+		l = l[:len(l)-1]
+		age := time.Duration(now - c.idleSince)
+		if age > p.maxAge {
+			// Everything below is older still.
+			stale = append(stale, c)
+			for _, s := range l {
+				stale = append(stale, s)
+			}
+			clear(l)
+			l = l[:0]
+			break
+		}
+		if age > maxAge {
+			// Too old for this request; keep it for an idempotent one.
+			l = append(l, c)
+			break
+		}
+		u = c
+		break
+	}
+	if len(l) == 0 && cap(l) > 0 {
+		p.idle[addr] = l[:0]
+	} else {
+		p.idle[addr] = l
+	}
+	p.mu.Unlock()
+	for _, s := range stale {
+		s.nc.Close()
+	}
+	if u != nil {
+		u.reused = true
+	}
+	return u
+}
+
+// put returns a healthy connection for reuse.
+func (p *pool) put(u *upConn, now int64) {
+	u.idleSince = now
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		u.nc.Close()
+		return
+	}
+	l := p.idle[u.addr]
+	if len(l) >= p.maxIdle {
+		// Drop the oldest.
+		old := l[0]
+		copy(l, l[1:])
+		l[len(l)-1] = u
+		p.mu.Unlock()
+		old.nc.Close()
+		return
+	}
+	p.idle[u.addr] = append(l, u)
+	p.mu.Unlock()
+}
+
+func (p *pool) dial(ctx context.Context, addr string) (*upConn, error) {
+	nc, err := p.dialer.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	u := &upConn{nc: nc, addr: addr}
+	u.tcp, _ = nc.(*net.TCPConn)
+	return u, nil
+}
+
+// close closes every idle connection; later puts close immediately.
+func (p *pool) close() {
+	p.mu.Lock()
+	p.closed = true
+	all := p.idle
+	p.idle = map[string][]*upConn{}
+	p.mu.Unlock()
+	for _, l := range all {
+		for _, u := range l {
+			u.nc.Close()
+		}
+	}
+}
