@@ -257,7 +257,6 @@ backends:
     health: {type: send_expect, expect_status: "200-999", interval: 1s, timeout: 2s, steps: [{send: x, expect: y}, {expect_regex: "("}]}
     servers: [{name: s, address: "127.0.0.1:2"}]
 `, []string{
-			`t.yaml:4:20: health type "send_expect" is not supported yet`,
 			`t.yaml:4:48: expect_status: "200-999" is not a status code or range within 100-599`,
 			`t.yaml:4:82: timeout 2s is longer than interval 1s`,
 			`t.yaml:4:94: step: set exactly one of send, expect, expect_regex`,

@@ -10,17 +10,6 @@ func (d *decoder) notSupportedYet(f *File) {
 			d.errAt(fe.KeyPos("mode"), "mode http is not supported yet")
 		}
 	}
-	for i := range f.Backends {
-		b := &f.Backends[i]
-		switch b.Health.Type {
-		case "tcp", "none":
-		default:
-			d.errAt(b.Health.KeyPos("type"), "health type %q is not supported yet", b.Health.Type)
-		}
-		if b.Health.Agent != nil {
-			d.errAt(b.Health.KeyPos("agent"), "agent checks are not supported yet")
-		}
-	}
 	if len(f.VRRP.Instances) > 0 {
 		d.errAt(f.VRRP.KeyPos("instances"), "vrrp is not supported yet")
 	}

@@ -86,6 +86,7 @@ type Server struct {
 	upSince        atomic.Int64 // unix nanoseconds of the last transition to up
 	admin          atomic.Int32
 	agentAdmin     atomic.Int32 // -1: none; else an Admin set by the agent check
+	agentDown      atomic.Bool  // the agent said down, stopped or fail
 	health         atomic.Int32
 	checked        atomic.Bool // false: health is not checked (type none) and counts as up
 	addr           atomic.Pointer[string]
@@ -194,8 +195,14 @@ func (s *Server) SetWeight(w int) { s.weightOverride.Store(int32(w)) }
 
 // Available reports whether the server may take new connections now.
 func (s *Server) Available() bool {
-	return s.Admin() == Ready && s.Health() == Up && s.addr.Load() != nil
+	return s.Admin() == Ready && s.Health() == Up && !s.agentDown.Load() && s.addr.Load() != nil
 }
+
+// SetAgentDown records the agent's operational verdict (down, stopped, fail vs up).
+func (s *Server) SetAgentDown(down bool) { s.agentDown.Store(down) }
+
+// AgentDown reports whether the agent holds the server down.
+func (s *Server) AgentDown() bool { return s.agentDown.Load() }
 
 // Weight is the effective weight for balancing: 0 when not available, else the
 // configured weight scaled by the agent's percentage and the slowstart ramp.

@@ -1,0 +1,232 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/palisade-lb/palisade/healthcheck"
+	"github.com/palisade-lb/palisade/internal/config"
+	"github.com/palisade-lb/palisade/internal/state"
+)
+
+// checks runs one health-check scheduler (plus agent runner and passive
+// counter) per server. A reload keeps a server's runner when its check
+// settings and address are unchanged, and restarts it from the server's
+// current health otherwise; servers in maint are not checked.
+type checks struct {
+	d       *Daemon
+	metrics *healthcheck.Metrics
+	mu      sync.Mutex
+	m       map[string]*checkRunner // by server ID
+}
+
+type checkRunner struct {
+	key    string
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+func newChecks(d *Daemon) *checks {
+	return &checks{d: d, m: map[string]*checkRunner{}}
+}
+
+func (c *checks) apply(g *generation) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for id, r := range c.m {
+		p, ok := g.servers[id]
+		if !ok || checkKey(p) != r.key || p.srv.Admin() == state.Maint {
+			r.stop()
+			delete(c.m, id)
+		}
+	}
+	for id, p := range g.servers {
+		if _, ok := c.m[id]; ok || p.srv.Admin() == state.Maint {
+			continue
+		}
+		if r := c.start(p); r != nil {
+			c.m[id] = r
+		}
+	}
+}
+
+// restart stops and (unless the server is in maint) starts the server's
+// checks again from an unknown state, with an immediate first check: used
+// when a server leaves maint.
+func (c *checks) restart(id string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if r, ok := c.m[id]; ok {
+		r.stop()
+		delete(c.m, id)
+	}
+	g := c.d.cur.Load()
+	if g == nil {
+		return
+	}
+	p, ok := g.servers[id]
+	if !ok || p.srv.Admin() == state.Maint {
+		return
+	}
+	if p.backend.Health.Type != "none" {
+		p.srv.SetHealth(state.Unknown, "leaving maint", time.Now())
+	}
+	if r := c.start(p); r != nil {
+		c.m[id] = r
+	}
+}
+
+func checkKey(p serverPlan) string {
+	return fmt.Sprintf("%s|%+v", p.cfg.Address, HealthSpec(&p.backend.Health))
+}
+
+// HealthSpec maps the config's health block onto the checker's spec.
+func HealthSpec(h *config.Health) healthcheck.Spec {
+	s := healthcheck.Spec{
+		Type: healthcheck.Type(h.Type), Interval: h.Interval.D(), Timeout: h.Timeout.D(),
+		Rise: h.Rise, Fall: h.Fall, FastInter: h.Fastinter.D(), DownInter: h.Downinter.D(),
+		Port: h.Port, Path: h.Path, Method: h.Method, Host: h.Host,
+		ExpectStatus: h.ExpectStatus, ExpectBody: h.ExpectBody,
+		TLS:     healthcheck.TLSSpec{SNI: h.TLS.SNI, Verify: h.TLS.Verify, CA: h.TLS.CA},
+		Passive: healthcheck.PassiveSpec{MaxFails: h.Passive.MaxFails, Window: h.Passive.Window.D()},
+	}
+	for _, st := range h.Steps {
+		s.Steps = append(s.Steps, healthcheck.Step{Send: st.Send, Expect: st.Expect, ExpectRegex: st.ExpectRegex})
+	}
+	if a := h.Agent; a != nil {
+		s.Agent = &healthcheck.AgentSpec{Port: a.Port, Interval: a.Interval.D(), Send: a.Send}
+	}
+	return s
+}
+
+func (c *checks) start(p serverPlan) *checkRunner {
+	spec := HealthSpec(&p.backend.Health)
+	srv := p.srv
+	log := c.d.log.With("backend", srv.Backend(), "server", srv.Name())
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &checkRunner{key: checkKey(p), cancel: cancel}
+	addr := srv.Addr
+	if spec.Port != 0 {
+		port := strconv.Itoa(spec.Port)
+		addr = func() string {
+			h, _, err := net.SplitHostPort(srv.Addr())
+			if err != nil {
+				return ""
+			}
+			return net.JoinHostPort(h, port)
+		}
+	}
+	if spec.Type != healthcheck.TypeNone {
+		chk, err := healthcheck.New(spec, addr)
+		if err != nil {
+			// validated at config load; a failure here is a bug worth shouting about
+			log.Error("health check not started", "error", err)
+			cancel()
+			return nil
+		}
+		start := healthcheck.StateUnknown
+		switch srv.Health() {
+		case state.Up:
+			start = healthcheck.StateUp
+		case state.Down:
+			start = healthcheck.StateDown
+		}
+		sched := healthcheck.NewScheduler(chk, spec.Timing(), healthcheck.Options{Start: start, Immediate: start == healthcheck.StateUnknown},
+			func(ev healthcheck.Event) { c.report(srv, spec, ev) })
+		if spec.Passive.MaxFails > 0 {
+			srv.SetPassive(healthcheck.NewPassive(spec.Passive, nil, func(reason string) {
+				sched.ForceDown("passive: " + reason)
+			}))
+		} else {
+			srv.SetPassive(nil)
+		}
+		r.wg.Add(1)
+		go func() { defer r.wg.Done(); sched.Run(ctx) }()
+	}
+	if spec.Agent != nil {
+		ac, err := healthcheck.NewAgentChecker(*spec.Agent, func() string {
+			h, _, err := net.SplitHostPort(srv.Addr())
+			if err != nil {
+				return ""
+			}
+			return net.JoinHostPort(h, strconv.Itoa(spec.Agent.Port))
+		})
+		if err == nil {
+			ar := healthcheck.NewAgentRunner(ac, spec.Agent.Interval, spec.Timeout, healthcheck.Options{},
+				func(ev healthcheck.AgentEvent) { c.agent(srv, ev) })
+			r.wg.Add(1)
+			go func() { defer r.wg.Done(); ar.Run(ctx) }()
+		} else {
+			log.Error("agent check not started", "error", err)
+		}
+	}
+	return r
+}
+
+func (c *checks) report(srv *state.Server, spec healthcheck.Spec, ev healthcheck.Event) {
+	if c.metrics != nil {
+		c.metrics.Observe(srv.Backend(), srv.Name(), ev.Result)
+	}
+	h := state.Down
+	if ev.Up {
+		h = state.Up
+	}
+	if ev.Changed || srv.Health() != h {
+		reason := ev.Reason
+		if reason == "" {
+			reason = ev.Result.Reason
+		}
+		if srv.SetHealth(h, reason, time.Now()) {
+			level := c.d.log.Warn
+			if ev.Up {
+				level = c.d.log.Info
+			}
+			level("server "+h.String(), "backend", srv.Backend(), "server", srv.Name(), "check", string(spec.Type),
+				"reason", reason, "duration", ev.Result.Duration.String())
+		}
+	}
+}
+
+func (c *checks) agent(srv *state.Server, ev healthcheck.AgentEvent) {
+	if ev.Err != nil {
+		return // HAProxy semantics: an unreachable agent changes nothing
+	}
+	r := ev.Reply
+	switch r.State {
+	case healthcheck.AgentUp:
+		srv.SetAgentDown(false)
+	case healthcheck.AgentDown, healthcheck.AgentStopped, healthcheck.AgentFail:
+		if !srv.AgentDown() {
+			c.d.log.Warn("server down by agent", "backend", srv.Backend(), "server", srv.Name(), "reply", r.String())
+		}
+		srv.SetAgentDown(true)
+	}
+	switch r.Admin {
+	case healthcheck.AgentReady:
+		srv.SetAgent(state.Ready, true, r.WeightPercent)
+	case healthcheck.AgentDrain:
+		srv.SetAgent(state.Drain, true, r.WeightPercent)
+	case healthcheck.AgentMaint:
+		srv.SetAgent(state.Maint, true, r.WeightPercent)
+	default:
+		srv.SetAgent(state.Ready, false, r.WeightPercent)
+	}
+}
+
+func (r *checkRunner) stop() {
+	r.cancel()
+	r.wg.Wait()
+}
+
+func (c *checks) stopAll() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for id, r := range c.m {
+		r.stop()
+		delete(c.m, id)
+	}
+}

@@ -1,0 +1,250 @@
+// Package daemon owns the running configuration: it builds the data path
+// from a config file, swaps it atomically on reload, and drains it on stop.
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/palisade-lb/palisade/healthcheck"
+	"github.com/palisade-lb/palisade/internal/config"
+	"github.com/palisade-lb/palisade/internal/logging"
+	"github.com/palisade-lb/palisade/internal/state"
+	"github.com/palisade-lb/palisade/proxy"
+)
+
+// Options configure a Daemon.
+type Options struct {
+	ConfigPath string
+	Log        *slog.Logger
+	Registry   *prometheus.Registry
+	// Notify receives systemd state strings ("READY=1", "RELOADING=1", ...); may be nil.
+	Notify func(state string)
+	// Level, when set, follows global.log.level on every reload.
+	Level   *slog.LevelVar
+	Version string
+	Commit  string
+}
+
+// Daemon runs one palisade process's data path.
+type Daemon struct {
+	opts      Options
+	log       *slog.Logger
+	store     *state.Store
+	stats     *proxy.StatsStore
+	listeners *proxy.Listeners
+	metrics   *metrics
+	started   time.Time
+
+	reloadMu sync.Mutex // one reload at a time
+	cur      atomic.Pointer[generation]
+	last     atomic.Pointer[ReloadResult]
+
+	// hardCtx is cancelled global.grace after a stop begins: connections
+	// still open then are closed.
+	hardCtx    context.Context
+	hardCancel context.CancelFunc
+	bg         sync.WaitGroup // drains of retired frontends
+	checks     *checks
+	resolvers  *resolvers
+}
+
+// ReloadResult is the outcome of the last (re)load.
+type ReloadResult struct {
+	OK     bool      `json:"ok"`
+	At     time.Time `json:"at"`
+	Errors []string  `json:"errors,omitempty"`
+	SHA256 string    `json:"sha256,omitempty"`
+}
+
+// New loads and validates the config file; it opens nothing and starts no goroutine.
+func New(opts Options) (*Daemon, error) {
+	if opts.Log == nil {
+		opts.Log = slog.Default()
+	}
+	if opts.Registry == nil {
+		opts.Registry = prometheus.NewRegistry()
+	}
+	if opts.Notify == nil {
+		opts.Notify = func(string) {}
+	}
+	d := &Daemon{opts: opts, log: opts.Log, store: state.NewStore(), stats: proxy.NewStatsStore(),
+		listeners: proxy.NewListeners(opts.Log), started: time.Now()}
+	d.hardCtx, d.hardCancel = context.WithCancel(context.Background())
+	d.checks = newChecks(d)
+	d.resolvers = newResolvers(d)
+	d.metrics = newMetrics(d, opts.Registry)
+	d.checks.metrics = healthcheck.NewMetrics(opts.Registry)
+	return d, nil
+}
+
+// Run applies the config, serves until ctx is done, then stops gracefully:
+// listeners close, open connections drain for up to global.grace, and Run
+// returns once every connection and goroutine it started has ended.
+func (d *Daemon) Run(ctx context.Context) error {
+	defer d.hardCancel()
+	if err := d.Reload(); err != nil {
+		d.listeners.Close()
+		d.checks.stopAll()
+		d.resolvers.stopAll()
+		return err
+	}
+	d.opts.Notify("READY=1")
+	<-ctx.Done()
+	d.opts.Notify("STOPPING=1")
+	d.shutdown()
+	return nil
+}
+
+func (d *Daemon) shutdown() {
+	g := d.cur.Load()
+	grace := g.cfg.Global.Grace.D()
+	d.log.Info("stopping", "grace", grace.String())
+	d.listeners.Close()
+	t := time.AfterFunc(grace, d.hardCancel)
+	defer t.Stop()
+	for _, fe := range g.frontends {
+		d.bg.Add(1)
+		go func() { defer d.bg.Done(); fe.Drain(d.hardCtx) }()
+	}
+	d.bg.Wait()
+	d.checks.stopAll()
+	d.resolvers.stopAll()
+	d.log.Info("stopped")
+}
+
+// Reload reads the config file again and swaps it in; on any error the
+// running config stays untouched and the error lists every problem.
+func (d *Daemon) Reload() error {
+	d.reloadMu.Lock()
+	defer d.reloadMu.Unlock()
+	first := d.cur.Load() == nil
+	if !first {
+		d.opts.Notify(fmt.Sprintf("RELOADING=1\nMONOTONIC_USEC=%d", monotonicUsec()))
+		defer d.opts.Notify("READY=1")
+	}
+	err := d.reload()
+	res := &ReloadResult{OK: err == nil, At: time.Now()}
+	if err != nil {
+		if es := config.AsErrors(err); es != nil {
+			for _, e := range es {
+				res.Errors = append(res.Errors, e.Error())
+			}
+		} else {
+			res.Errors = []string{err.Error()}
+		}
+		for _, e := range res.Errors {
+			d.log.Error("config not loaded", "error", e)
+		}
+		if !first {
+			d.log.Error("reload failed; still running the previous config", "errors", len(res.Errors))
+		}
+	} else {
+		cfg := d.cur.Load().cfg
+		res.SHA256 = cfg.SHA256
+		if d.opts.Level != nil {
+			if l, err := logging.ParseLevel(cfg.Global.Log.Level); err == nil {
+				d.opts.Level.Set(l)
+			}
+		}
+	}
+	d.last.Store(res)
+	d.metrics.reloaded(res)
+	return err
+}
+
+func (d *Daemon) reload() error {
+	cfg, err := config.Load(d.opts.ConfigPath)
+	if err != nil {
+		return err
+	}
+	prev := d.cur.Load()
+	g, err := d.build(cfg, prev)
+	if err != nil {
+		d.retain(prev)
+		return err
+	}
+	if err := d.listeners.Apply(g.listen); err != nil {
+		d.retain(prev)
+		return err
+	}
+	// Past this point nothing fails: commit.
+	for _, c := range g.commit {
+		c()
+	}
+	d.resolvers.apply(g)
+	d.checks.apply(g)
+	d.cur.Store(g)
+	d.retain(g)
+	if prev != nil {
+		d.drainOld(prev, g)
+	}
+	d.log.Info("config loaded", "file", cfg.Path, "sha256", cfg.SHA256[:12], "frontends", len(g.frontends),
+		"backends", len(g.backends))
+	return nil
+}
+
+// retain drops runtime state of servers and frontends not in g (nil: none).
+func (d *Daemon) retain(g *generation) {
+	keepS, keepF := map[string]bool{}, map[string]bool{}
+	if g != nil {
+		for id := range g.servers {
+			keepS[id] = true
+		}
+		for n := range g.frontends {
+			keepF[n] = true
+		}
+	}
+	d.store.Retain(keepS)
+	d.stats.Retain(keepF)
+}
+
+// drainOld retires the frontends of prev: removed frontends drain for
+// global.grace and are then closed; replaced ones finish their connections
+// under the old settings, bounded only by shutdown.
+func (d *Daemon) drainOld(prev, next *generation) {
+	grace := next.cfg.Global.Grace.D()
+	for name, fe := range prev.frontends {
+		_, kept := next.frontends[name]
+		d.bg.Add(1)
+		go func() {
+			defer d.bg.Done()
+			if kept {
+				// no deadline until a stop, then the stop's grace applies
+				fe.Drain(d.hardCtx)
+				return
+			}
+			ctx, cancel := context.WithTimeout(d.hardCtx, grace)
+			defer cancel()
+			fe.Drain(ctx)
+		}()
+	}
+}
+
+// LastReload returns the outcome of the last load or reload.
+func (d *Daemon) LastReload() ReloadResult {
+	if r := d.last.Load(); r != nil {
+		return *r
+	}
+	return ReloadResult{}
+}
+
+// Config returns the running config (nil before Run).
+func (d *Daemon) Config() *config.Config {
+	if g := d.cur.Load(); g != nil {
+		return g.cfg
+	}
+	return nil
+}
+
+// Listeners exposes the bound addresses (for tests and status).
+func (d *Daemon) Listeners() *proxy.Listeners { return d.listeners }
+
+// Store exposes server state (for the admin API).
+func (d *Daemon) Store() *state.Store { return d.store }

@@ -1,0 +1,207 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/palisade-lb/palisade/proxy/balance"
+	"github.com/palisade-lb/palisade/proxy/limit"
+	"github.com/palisade-lb/palisade/proxy/proxyproto"
+)
+
+// FrontendConfig is one tcp-mode frontend as the data path needs it.
+type FrontendConfig struct {
+	Name          string
+	MaxConns      int // 0 = no limit
+	Allow, Deny   []netip.Prefix
+	RateLimit     *limit.Config // nil = off
+	AcceptProxy   bool
+	ProxyTimeout  time.Duration
+	AccessLog     bool
+	ClientTimeout time.Duration
+}
+
+// ConnHandler serves one accepted connection whose client is already known
+// (after any PROXY header). The http data path implements it.
+type ConnHandler interface {
+	ServeConn(ctx context.Context, c net.Conn, client netip.AddrPort)
+}
+
+// Frontend is one config generation of a frontend: it admits connections
+// (ACL, rate limit, max_conns, PROXY protocol) and proxies them to its backend,
+// or hands them to an L7 handler. A reload builds a new Frontend; connections
+// accepted by the old one finish under the old one.
+type Frontend struct {
+	cfg     FrontendConfig
+	backend *Backend
+	l7      ConnHandler
+	acl     *limit.ACL
+	limiter *limit.Limiter
+	stats   *FrontendStats
+	log     *slog.Logger
+
+	ctx    context.Context // cancelled to make L7 connections finish their request and close
+	cancel context.CancelFunc
+
+	mu       sync.Mutex
+	sessions map[aborter]struct{}
+	wg       sync.WaitGroup
+}
+
+// NewFrontend builds a frontend generation. prev, the generation it replaces
+// (or nil), lends its rate limiter when the limit is unchanged, so a reload
+// does not hand attackers fresh buckets. l7 is nil for tcp mode.
+func NewFrontend(cfg FrontendConfig, backend *Backend, l7 ConnHandler, stats *FrontendStats, prev *Frontend, log *slog.Logger) *Frontend {
+	f := &Frontend{cfg: cfg, backend: backend, l7: l7, stats: stats, log: log.With("frontend", cfg.Name),
+		sessions: map[aborter]struct{}{}}
+	f.ctx, f.cancel = context.WithCancel(context.Background())
+	if len(cfg.Allow) > 0 || len(cfg.Deny) > 0 {
+		f.acl = limit.NewACL(cfg.Allow, cfg.Deny)
+	}
+	if cfg.RateLimit != nil {
+		if prev != nil && prev.limiter != nil && prev.cfg.RateLimit != nil && *prev.cfg.RateLimit == *cfg.RateLimit {
+			f.limiter = prev.limiter
+		} else {
+			f.limiter = limit.NewLimiter(*cfg.RateLimit, nil)
+		}
+	}
+	return f
+}
+
+// Name is the frontend name.
+func (f *Frontend) Name() string { return f.cfg.Name }
+
+// Backend is the default backend (nil for L7 frontends routing elsewhere).
+func (f *Frontend) Backend() *Backend { return f.backend }
+
+// Stats returns the frontend's counters.
+func (f *Frontend) Stats() *FrontendStats { return f.stats }
+
+// ServeTCP handles one accepted connection; it returns when the connection is done.
+func (f *Frontend) ServeTCP(c *net.TCPConn) {
+	st := f.stats
+	cur := st.current.Add(1)
+	defer st.current.Add(-1)
+	st.total.Add(1)
+	if f.cfg.MaxConns > 0 && cur > int64(f.cfg.MaxConns) {
+		f.reject(c, RejectMaxConns)
+		return
+	}
+	client := netip.AddrPortFrom(addrOf(c.RemoteAddr()), portOf(c.RemoteAddr()))
+	local := netip.AddrPortFrom(addrOf(c.LocalAddr()), portOf(c.LocalAddr()))
+	if f.cfg.AcceptProxy {
+		_ = c.SetReadDeadline(time.Now().Add(f.cfg.ProxyTimeout))
+		h, err := proxyproto.ReadFrom(c)
+		if err != nil {
+			f.log.Debug("bad PROXY header", "error", err)
+			f.reject(c, RejectProxyProtocol)
+			return
+		}
+		_ = c.SetReadDeadline(time.Time{})
+		if h.Command == proxyproto.Proxy && h.Src.IsValid() {
+			client, local = h.Src, h.Dst
+		}
+	}
+	if f.acl != nil && !f.acl.Allowed(client.Addr()) {
+		f.reject(c, RejectACL)
+		return
+	}
+	if f.limiter != nil && !f.limiter.Allow(client.Addr()) {
+		f.reject(c, RejectRateLimit)
+		return
+	}
+	f.wg.Add(1)
+	defer f.wg.Done()
+	if f.l7 != nil {
+		lc := &l7Conn{c}
+		if !f.track(lc) {
+			_ = c.Close()
+			return
+		}
+		defer f.untrack(lc)
+		f.l7.ServeConn(f.ctx, c, client)
+		return
+	}
+	s := &session{f: f, client: c, clientAddr: client, localAddr: local, start: time.Now()}
+	s.serve(balance.HashIP(client.Addr()))
+}
+
+func (f *Frontend) reject(c *net.TCPConn, r Reject) {
+	f.stats.Count(r)
+	_ = c.SetLinger(0)
+	_ = c.Close()
+}
+
+// aborter is an open connection Drain can close.
+type aborter interface{ abort(reason string) }
+
+type l7Conn struct{ c net.Conn }
+
+func (l *l7Conn) abort(string) { _ = l.c.Close() }
+
+func (f *Frontend) track(s aborter) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.sessions == nil {
+		return false // closed: shutting down
+	}
+	f.sessions[s] = struct{}{}
+	return true
+}
+
+func (f *Frontend) untrack(s aborter) {
+	f.mu.Lock()
+	delete(f.sessions, s)
+	f.mu.Unlock()
+}
+
+// Drain lets open connections finish until ctx is done, then closes the rest.
+// L7 connections are told to finish their current request and close.
+// It returns when every connection of this generation has ended.
+func (f *Frontend) Drain(ctx context.Context) {
+	f.cancel()
+	done := make(chan struct{})
+	go func() { f.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return
+	case <-ctx.Done():
+	}
+	f.mu.Lock()
+	ss := f.sessions
+	f.sessions = nil
+	f.mu.Unlock()
+	for s := range ss {
+		s.abort("shutdown")
+	}
+	<-done
+}
+
+// Active is the number of connections this generation is serving.
+func (f *Frontend) Active() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.sessions)
+}
+
+func addrOf(a net.Addr) netip.Addr {
+	if t, ok := a.(*net.TCPAddr); ok {
+		ip, _ := netip.AddrFromSlice(t.IP)
+		return ip.Unmap()
+	}
+	return netip.Addr{}
+}
+
+func portOf(a net.Addr) uint16 {
+	if t, ok := a.(*net.TCPAddr); ok {
+		return uint16(t.Port)
+	}
+	return 0
+}
+
+var errNoServer = errors.New("no server available")
