@@ -128,7 +128,8 @@ type ActionKind uint8
 
 // Actions, executed by the driver in the order returned.
 const (
-	// ActSendAdvert: send an advert with Priority.
+	// ActSendAdvert: send an advert with Priority, to To if valid, else to
+	// the group or the unicast peers.
 	ActSendAdvert ActionKind = iota
 	// ActAddVIPs: add the virtual addresses (idempotent).
 	ActAddVIPs
@@ -148,6 +149,7 @@ const (
 type Action struct {
 	Kind     ActionKind
 	Priority uint8
+	To       netip.Addr
 	Timer    TimerKind
 	At       time.Time
 	From     State
@@ -158,6 +160,9 @@ type Action struct {
 func (a Action) String() string {
 	switch a.Kind {
 	case ActSendAdvert:
+		if a.To.IsValid() {
+			return fmt.Sprintf("send_advert(%d to %v)", a.Priority, a.To)
+		}
 		return fmt.Sprintf("send_advert(%d)", a.Priority)
 	case ActAddVIPs:
 		return "add_vips"
@@ -493,6 +498,10 @@ func (s *stepper) masterAdvert(in Input, now time.Time) {
 	case in.Priority == PriorityStop:
 		s.sendAdvert(now)
 	case m.loses(in.Priority, in.Src):
+		// Tell the winner, and only it, that we held the VIPs too (a healed
+		// split brain): it answers with a GARP burst so the neighbours' ARP
+		// caches, which may point to us, follow it.
+		s.do(Action{Kind: ActSendAdvert, Priority: m.effPrio, To: in.Src})
 		s.toBackup(now, CauseHigherPrio, in.Src, in.Interval)
 	default:
 		// Another master with lower priority: a healed split brain. Assert

@@ -27,6 +27,10 @@ func kinds(acts []Action) string {
 	for _, a := range acts {
 		switch a.Kind {
 		case ActSendAdvert:
+			if a.To.IsValid() {
+				s = append(s, "advert:"+itoa(int(a.Priority))+">"+a.To.String())
+				continue
+			}
 			s = append(s, "advert:"+itoa(int(a.Priority)))
 		case ActSetTimer:
 			s = append(s, "set:"+a.Timer.String())
@@ -222,7 +226,7 @@ func TestMasterYieldsToHigherPriority(t *testing.T) {
 	m := master(t, 100)
 	now := m.Deadline(TimerAdvert)
 	m = step(t, m, adv(peerLo, 101, time.Second), now, StateBackup,
-		"stop:advert stop:garp_refresh remove_vips set:master_down notify:BACKUP")
+		"advert:100>198.18.0.5 stop:advert stop:garp_refresh remove_vips set:master_down notify:BACKUP")
 	if m.Master() != peerLo || m.MasterAdverInterval() != time.Second {
 		t.Fatalf("master %v interval %v", m.Master(), m.MasterAdverInterval())
 	}
@@ -233,7 +237,7 @@ func TestMasterTieBrokenByAddress(t *testing.T) {
 	now := m.Deadline(TimerAdvert).Add(-time.Millisecond)
 	// Equal priority from a higher address wins.
 	step(t, m, adv(peerHi, 100, advert1), now, StateBackup,
-		"stop:advert stop:garp_refresh remove_vips set:master_down notify:BACKUP")
+		"advert:100>198.18.0.20 stop:advert stop:garp_refresh remove_vips set:master_down notify:BACKUP")
 	// Equal priority from a lower address loses: we assert and re-GARP.
 	step(t, m, adv(peerLo, 100, advert1), now, StateMaster, "advert:100 set:advert garp")
 }
@@ -298,7 +302,7 @@ func TestTrackingPriorityChange(t *testing.T) {
 	m = step(t, m, Input{Kind: InputTracking, Priority: 90}, now, StateMaster, "")
 	// The backup (120, preempting) answers, we yield.
 	step(t, m, adv(peerLo, 120, advert1), now, StateBackup,
-		"stop:advert stop:garp_refresh remove_vips set:master_down notify:BACKUP")
+		"advert:90>198.18.0.5 stop:advert stop:garp_refresh remove_vips set:master_down notify:BACKUP")
 
 	// In BACKUP the new priority is used for skew and preemption.
 	b := backup(t, 100)
@@ -317,7 +321,7 @@ func TestResign(t *testing.T) {
 	// If it dies, we take over again, and preempt normally afterwards.
 	m = step(t, m, timer(TimerMasterDown), m.Deadline(TimerMasterDown), StateMaster, masterActs(200, ""))
 	m = step(t, m, adv(peerHi, 250, advert1), m.Deadline(TimerAdvert), StateBackup,
-		"stop:advert stop:garp_refresh remove_vips set:master_down notify:BACKUP")
+		"advert:200>198.18.0.20 stop:advert stop:garp_refresh remove_vips set:master_down notify:BACKUP")
 	step(t, m, adv(peerHi, 100, advert1), m.Deadline(TimerMasterDown).Add(-time.Millisecond), StateMaster, masterActs(200, "stop:master_down"))
 	// Resign outside MASTER does nothing.
 	step(t, backup(t, 100), Input{Kind: InputResign}, now, StateBackup, "")
