@@ -16,7 +16,8 @@ type generation struct {
 	cfg       *config.Config
 	backends  map[string]*proxy.Backend
 	frontends map[string]*proxy.Frontend
-	order     []string // frontend names in config order
+	order     []string            // frontend names in config order
+	routed    map[string][]string // http frontend → backends its routes use
 	listen    map[string]proxy.TCPHandler
 	servers   map[string]serverPlan // by server ID
 	commit    []func()              // applied only once the new generation is certain to be swapped in
@@ -34,7 +35,7 @@ type serverPlan struct {
 // by the commit functions.
 func (d *Daemon) build(cfg *config.Config, prev *generation) (*generation, error) {
 	g := &generation{cfg: cfg, backends: map[string]*proxy.Backend{}, frontends: map[string]*proxy.Frontend{},
-		listen: map[string]proxy.TCPHandler{}, servers: map[string]serverPlan{}}
+		listen: map[string]proxy.TCPHandler{}, servers: map[string]serverPlan{}, routed: map[string][]string{}}
 	for i := range cfg.Backends {
 		bc := &cfg.Backends[i]
 		var prim, back []*state.Server
@@ -79,6 +80,11 @@ func (d *Daemon) build(cfg *config.Config, prev *generation) (*generation, error
 		fe := proxy.NewFrontend(pc, g.backends[fc.DefaultBackend], nil, d.stats.Get(fc.Name), prevFE, d.log)
 		g.frontends[fc.Name] = fe
 		g.order = append(g.order, fc.Name)
+		for _, r := range fc.Routes {
+			if r.Backend != "" {
+				g.routed[fc.Name] = append(g.routed[fc.Name], r.Backend)
+			}
+		}
 		for _, addr := range fc.Listen {
 			g.listen[normalizeListen(addr)] = fe
 		}

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/palisade-lb/palisade/healthcheck"
+	"github.com/palisade-lb/palisade/internal/api"
 	"github.com/palisade-lb/palisade/internal/config"
 	"github.com/palisade-lb/palisade/internal/logging"
 	"github.com/palisade-lb/palisade/internal/state"
@@ -30,6 +31,18 @@ type Options struct {
 	Level   *slog.LevelVar
 	Version string
 	Commit  string
+	// Extras reports the VRRP and synflood state for the status API; may be nil.
+	Extras Extras
+	// OnConfig is called after every successful load with the new config
+	// (the admin API rebinds from it); an error at the first load stops Run.
+	OnConfig func(*config.Config) error
+}
+
+// Extras are the parts of the process the daemon reports on but does not own.
+type Extras interface {
+	VRRP() []api.VRRP
+	ResignVRRP(instance string) error
+	Synflood() api.Synflood
 }
 
 // Daemon runs one palisade process's data path.
@@ -184,6 +197,14 @@ func (d *Daemon) reload() error {
 	d.retain(g)
 	if prev != nil {
 		d.drainOld(prev, g)
+	}
+	if d.opts.OnConfig != nil {
+		if err := d.opts.OnConfig(cfg); err != nil {
+			if prev == nil {
+				return err
+			}
+			d.log.Error("applying config", "error", err)
+		}
 	}
 	d.log.Info("config loaded", "file", cfg.Path, "sha256", cfg.SHA256[:12], "frontends", len(g.frontends),
 		"backends", len(g.backends))
