@@ -187,4 +187,3 @@ func (b *bus) setCut(name string, cut bool) {
 	c.cut = cut
 	c.mu.Unlock()
 }
-
