@@ -125,12 +125,13 @@ func readRESPLine(r *bufio.Reader) ([]byte, error) {
 
 // readRESPPayload reads a length-prefixed payload and its trailing CRLF.
 func readRESPPayload(r *bufio.Reader, lenText []byte, max int) ([]byte, error) {
-	n, err := strconv.Atoi(string(lenText))
-	if err != nil || n < -1 {
-		return nil, fmt.Errorf("%w: bad length %s", errRESP, quote(lenText, 16))
-	}
-	if n == -1 {
+	if string(lenText) == "-1" {
 		return nil, fmt.Errorf("%w: null reply", errRESP)
+	}
+	// Canonical decimal only: no sign, no leading zeros.
+	n, err := strconv.Atoi(string(lenText))
+	if err != nil || n < 0 || lenText[0] < '0' || lenText[0] > '9' || (len(lenText) > 1 && lenText[0] == '0') {
+		return nil, fmt.Errorf("%w: bad length %s", errRESP, quote(lenText, 16))
 	}
 	if n > max {
 		return nil, fmt.Errorf("%w: reply of %d bytes exceeds %d", errRESP, n, max)

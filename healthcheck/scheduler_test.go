@@ -131,10 +131,10 @@ func checkEvents(t *testing.T, rec *recorder, want []wantEvent) {
 func TestSchedulerTiming(t *testing.T) {
 	clk := newFakeClock()
 	chk := &scriptChecker{clk: clk, results: []bool{
-		true,              // t0: first check decides: up
+		true,               // t0: first check decides: up
 		false, false, true, // 2s, 2.5s, 3s: two failures, then a success resets
 		false, false, false, // 5s, 5.5s, 6s: down at 6s
-		false,      // 11s (downinter 5s): still down, counter stays 0
+		false,       // 11s (downinter 5s): still down, counter stays 0
 		true, false, // 16s, 16.5s: one success, then a failure resets
 		true, true, // 21.5s, 22s: up at 22s
 		true, // 24s: interval again
