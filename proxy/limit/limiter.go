@@ -57,9 +57,10 @@ const (
 // is lossless), otherwise the one with the smallest outstanding debt.
 //
 // Under a flood from more distinct sources than MaxEntries (say a million
-// spoofed or botnet addresses), memory stays fixed at roughly 48 bytes per
-// entry allocated when a shard is first used, and each new source costs one
-// eviction. Every new source gets its full burst, so such a flood is not
+// spoofed or botnet addresses), memory stays fixed: each shard allocates
+// its table (24-byte slots, load factor at most 1/2, so 48 to 96 bytes per
+// entry; 3 MiB for the default 65536) when first used, and each new source
+// costs one eviction. Every new source gets its full burst, so such a flood is not
 // slowed by this limiter: per-source limits only stop sources that repeat
 // (global caps such as max_conns and the SYN filter handle the rest). A
 // heavy repeating source keeps its debt, because eviction prefers entries

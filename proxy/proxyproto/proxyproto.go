@@ -6,6 +6,13 @@
 // reason with errors.Is. A stream that does not start with a PROXY header at
 // all yields ErrNotProxy.
 //
+// Accepted: v1 lines of at most 107 bytes with TCP4, TCP6 or UNKNOWN (the
+// rest of an UNKNOWN line is ignored, as the specification requires); v2
+// headers with command LOCAL (address block ignored) or PROXY over
+// AF_INET, AF_INET6, AF_UNIX (addresses ignored) or AF_UNSPEC, stream
+// transport only, a length of at most MaxV2Len covering the address block,
+// and well-formed TLVs after it (a CRC32C TLV is verified).
+//
 // ReadFrom consumes exactly the header bytes from a reader and never reads
 // ahead, so the caller may keep splicing the raw connection afterwards without
 // a buffered reader in front of it.

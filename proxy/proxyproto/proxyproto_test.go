@@ -7,6 +7,7 @@ import (
 	"errors"
 	"hash/crc32"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"reflect"
@@ -445,6 +446,7 @@ func TestReadFromFewReads(t *testing.T) {
 		if _, err := ReadFrom(cr); err != nil {
 			t.Fatal(err)
 		}
+		t.Logf("%q: reads of %v bytes", tt.hdr, cr.reads)
 		if len(cr.reads) > tt.maxReads {
 			t.Errorf("%q took %d reads %v, want at most %d", tt.hdr, len(cr.reads), cr.reads, tt.maxReads)
 		}
@@ -520,5 +522,45 @@ func TestReadFromTCP(t *testing.T) {
 			t.Errorf("payload %q, %v", rest, err)
 		}
 		s.Close()
+	}
+}
+
+// TestReadFromRandomV1 checks the no-over-read guarantee over many lines of
+// varied shape (short and long addresses, one- to five-digit ports).
+func TestReadFromRandomV1(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	randAP := func(v6 bool) netip.AddrPort {
+		var a netip.Addr
+		if v6 {
+			var b [16]byte
+			for i := range b {
+				if r.IntN(3) == 0 {
+					b[i] = byte(r.IntN(256))
+				}
+			}
+			a = netip.AddrFrom16(b)
+		} else {
+			a = netip.AddrFrom4([4]byte{byte(r.IntN(256)), byte(r.IntN(12)), byte(r.IntN(256)), byte(r.IntN(3))})
+		}
+		port := []uint16{0, 9, 99, 999, 9999, 65535}[r.IntN(6)]
+		if r.IntN(2) == 0 {
+			port = uint16(r.IntN(65536))
+		}
+		return netip.AddrPortFrom(a, port)
+	}
+	for range 5000 {
+		v6 := r.IntN(2) == 0
+		line := AppendV1(nil, randAP(v6), randAP(v6))
+		src := bytes.NewReader(append(bytes.Clone(line), "PROXY"...))
+		h, err := ReadFrom(src)
+		if err != nil {
+			t.Fatalf("ReadFrom(%q): %v", line, err)
+		}
+		if src.Len() != len("PROXY") {
+			t.Fatalf("ReadFrom(%q) left %d bytes, want 5", line, src.Len())
+		}
+		if want, _, _ := Parse(line); !reflect.DeepEqual(h, want) {
+			t.Fatalf("ReadFrom(%q) = %+v, want %+v", line, h, want)
+		}
 	}
 }
