@@ -292,8 +292,9 @@ func parseV1(b []byte) (*Header, int, error) {
 	return nil, 0, checkV1Prefix(b[len(v1Prefix):])
 }
 
-// checkV1Prefix rejects an incomplete line (after "PROXY ") that no
-// continuation can make valid, and returns ErrNeedMore otherwise.
+// checkV1Prefix looks at an incomplete line (after "PROXY ") and rejects it
+// early when its protocol or characters cannot start a valid line; otherwise
+// it returns ErrNeedMore.
 func checkV1Prefix(rest []byte) error {
 	sp := bytes.IndexByte(rest, ' ')
 	if sp < 0 {
