@@ -17,6 +17,29 @@ import (
 // maxBodyScan bounds how much of a response body is read for expect_body.
 const maxBodyScan = 64 << 10
 
+// maxResponseRead bounds everything read from one response, headers included.
+const maxResponseRead = 1 << 20
+
+var errResponseTooLarge = errors.New("response headers larger than 1 MiB")
+
+// capReader fails reads beyond n bytes with errResponseTooLarge.
+type capReader struct {
+	r io.Reader
+	n int
+}
+
+func (c *capReader) Read(p []byte) (int, error) {
+	if c.n <= 0 {
+		return 0, errResponseTooLarge
+	}
+	if len(p) > c.n {
+		p = p[:c.n]
+	}
+	n, err := c.r.Read(p)
+	c.n -= n
+	return n, err
+}
+
 // HTTPChecker sends one HTTP/1.1 request over a fresh connection (TLS for
 // https) and passes when the status is in expect_status and, if set, the
 // first 64 KiB of the body contain expect_body.
@@ -104,7 +127,8 @@ func (c *HTTPChecker) Check(ctx context.Context) Result {
 	if err := bw.Flush(); err != nil {
 		return fail(ctx, start, "write", err)
 	}
-	resp, err := http.ReadResponse(bufio.NewReaderSize(rw, 4096), req)
+	lr := &capReader{r: rw, n: maxResponseRead}
+	resp, err := http.ReadResponse(bufio.NewReaderSize(lr, 4096), req)
 	if err != nil {
 		return fail(ctx, start, "read", err)
 	}

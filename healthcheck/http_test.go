@@ -178,6 +178,21 @@ func TestHTTPCheckerFailures(t *testing.T) {
 	if r := c.Check(checkCtx(t, time.Second)); r.OK || !strings.HasPrefix(r.Reason, "read: ") {
 		t.Errorf("non-HTTP server: %+v", r)
 	}
+	// A server with endless headers.
+	addr = serveTCP(t, func(c net.Conn) {
+		_, _ = c.Read(make([]byte, 512))
+		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\n")
+		line := []byte("X-Filler: " + strings.Repeat("f", 1000) + "\r\n")
+		for i := 0; i < 2000; i++ {
+			if _, err := c.Write(line); err != nil {
+				return
+			}
+		}
+	})
+	c = mustNew(t, Spec{Type: TypeHTTP}, addr)
+	if r := c.Check(checkCtx(t, 5*time.Second)); r.OK || r.Reason != "read: response headers larger than 1 MiB" {
+		t.Errorf("endless headers: %+v", r)
+	}
 	// A server that closes at once.
 	addr = serveTCP(t, func(c net.Conn) {})
 	c = mustNew(t, Spec{Type: TypeHTTP}, addr)

@@ -107,9 +107,9 @@ func TestReadRESPBulk(t *testing.T) {
 
 func TestRedisRole(t *testing.T) {
 	for info, want := range map[string]string{
-		masterInfo:                     "master",
-		replicaInfo:                    "slave",
-		"role:replica\n":               "replica",
+		masterInfo:                      "master",
+		replicaInfo:                     "slave",
+		"role:replica\n":                "replica",
 		"# Replication\r\nrole: master": "master",
 		"x:1\r\n":                       "",
 	} {

@@ -27,10 +27,14 @@ func fakeRedisPing(t *testing.T, reply string) string {
 	})
 }
 
-// fakeSMTP sends banner, then answers QUIT.
+// fakeSMTP sends banner, then answers QUIT; with a banner other than 220
+// it closes at once, as a refusing server does.
 func fakeSMTP(t *testing.T, banner string) string {
 	return serveTCP(t, func(c net.Conn) {
 		_, _ = io.WriteString(c, banner)
+		if !strings.HasPrefix(banner, "220 ") {
+			return
+		}
 		br := bufio.NewReader(c)
 		line, err := br.ReadString('\n')
 		if err == nil && strings.EqualFold(strings.TrimSpace(line), "QUIT") {
@@ -69,7 +73,7 @@ func TestSendExpectSMTPBanner(t *testing.T) {
 	}
 	c = mustNew(t, Spec{Type: TypeSendExpect, Steps: steps[:1]}, fakeSMTP(t, "554 5.3.2 go away\r\n"))
 	r := c.Check(checkCtx(t, time.Second))
-	if r.OK || !strings.HasPrefix(r.Reason, `step 1 expect_regex "^220 ": got "554 5.3.2 go away\r\n" (`) {
+	if r.OK || !strings.HasPrefix(r.Reason, `step 1 expect_regex "^220 ": got "554 5.3.2 go away\r\n" (connection closed by server)`) {
 		t.Errorf("554 banner: %+v", r)
 	}
 }
