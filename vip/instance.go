@@ -128,6 +128,9 @@ type Options struct {
 	Clock   Clock
 	Logger  *slog.Logger
 	Metrics *Metrics
+	// OnStateChange, if set, is called from the instance's goroutine after
+	// every state change; it must return quickly.
+	OnStateChange func(InstanceStatus)
 }
 
 // Instance runs one VRRP instance.
@@ -137,6 +140,7 @@ type Instance struct {
 	clock   Clock
 	log     *slog.Logger
 	metrics *Metrics
+	onState func(InstanceStatus)
 
 	mu       sync.Mutex
 	status   InstanceStatus
@@ -170,7 +174,7 @@ func NewInstance(cfg InstanceConfig, o Options) (*Instance, error) {
 		vips[i] = p.String()
 	}
 	return &Instance{
-		cfg: cfg, net: o.Network, clock: o.Clock, metrics: o.Metrics,
+		cfg: cfg, net: o.Network, clock: o.Clock, metrics: o.Metrics, onState: o.OnStateChange,
 		log: o.Logger.With("instance", cfg.Name, "interface", cfg.Interface, "vrid", cfg.VirtualRouterID),
 		status: InstanceStatus{
 			Name: cfg.Name, Interface: cfg.Interface, VirtualRouterID: cfg.VirtualRouterID,
@@ -319,8 +323,13 @@ func (i *Instance) setState(s State, eff uint8, master netip.Addr, cause string)
 		i.status.Since = i.clock.Now()
 		i.status.Cause = cause
 	}
+	st := i.status
 	i.mu.Unlock()
 	i.metrics.setState(i.cfg.Name, s)
+	if changed && i.onState != nil {
+		st.VIPs = slices.Clone(st.VIPs)
+		i.onState(st)
+	}
 }
 
 // runner is the state of one Run.

@@ -19,6 +19,9 @@ type ManagerOptions struct {
 	Clock      Clock
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
+	// OnStateChange, if set, is called after every state change of any
+	// instance, from that instance's goroutine; it must return quickly.
+	OnStateChange func(InstanceStatus)
 }
 
 // Manager runs the VRRP instances of a node and applies reloads.
@@ -48,7 +51,7 @@ func NewManager(o ManagerOptions) *Manager {
 	}
 	m := NewMetrics(o.Registerer)
 	return &Manager{
-		opts:      Options{Network: o.Network, Clock: o.Clock, Logger: o.Logger, Metrics: m},
+		opts:      Options{Network: o.Network, Clock: o.Clock, Logger: o.Logger, Metrics: m, OnStateChange: o.OnStateChange},
 		metrics:   m,
 		instances: map[string]*managed{},
 		frontend:  map[string]bool{},
