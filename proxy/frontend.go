@@ -49,8 +49,9 @@ type Frontend struct {
 	cancel context.CancelFunc
 
 	mu       sync.Mutex
-	sessions map[aborter]struct{}
-	wg       sync.WaitGroup
+	sessions map[aborter]struct{} // nil once Drain has force-closed them
+	active   int                  // connections being served, tracked or not yet
+	idle     chan struct{}        // closed when active drops to 0 during Drain
 }
 
 // NewFrontend builds a frontend generation. prev, the generation it replaces
@@ -115,8 +116,8 @@ func (f *Frontend) ServeTCP(c *net.TCPConn) {
 		f.reject(c, RejectRateLimit)
 		return
 	}
-	f.wg.Add(1)
-	defer f.wg.Done()
+	f.enter()
+	defer f.leave()
 	if f.l7 != nil {
 		lc := &l7Conn{c}
 		if !f.track(lc) {
@@ -165,8 +166,14 @@ func (f *Frontend) untrack(s aborter) {
 // It returns when every connection of this generation has ended.
 func (f *Frontend) Drain(ctx context.Context) {
 	f.cancel()
+	f.mu.Lock()
+	if f.active == 0 {
+		f.mu.Unlock()
+		return
+	}
 	done := make(chan struct{})
-	go func() { f.wg.Wait(); close(done) }()
+	f.idle = done
+	f.mu.Unlock()
 	select {
 	case <-done:
 		return
@@ -180,6 +187,22 @@ func (f *Frontend) Drain(ctx context.Context) {
 		s.abort("shutdown")
 	}
 	<-done
+}
+
+func (f *Frontend) enter() {
+	f.mu.Lock()
+	f.active++
+	f.mu.Unlock()
+}
+
+func (f *Frontend) leave() {
+	f.mu.Lock()
+	f.active--
+	if f.active == 0 && f.idle != nil {
+		close(f.idle)
+		f.idle = nil
+	}
+	f.mu.Unlock()
 }
 
 // Active is the number of connections this generation is serving.

@@ -24,7 +24,8 @@ type Listeners struct {
 	log    *slog.Logger
 	mu     sync.Mutex
 	byAddr map[string]*listener
-	wg     sync.WaitGroup
+	wg     sync.WaitGroup // accept loops
+	conns  sync.WaitGroup // handler goroutines
 }
 
 type handlerBox struct{ h TCPHandler }
@@ -33,7 +34,6 @@ type listener struct {
 	addr string
 	ln   *net.TCPListener
 	h    atomic.Pointer[handlerBox]
-	conn sync.WaitGroup
 }
 
 // NewListeners returns an empty set.
@@ -95,6 +95,10 @@ func (ls *Listeners) Addrs() map[string]net.Addr {
 	return out
 }
 
+// Wait waits for every accepted connection's handler to return; call it
+// after Close, once the frontends have been drained.
+func (ls *Listeners) Wait() { ls.conns.Wait() }
+
 // Close stops accepting everywhere and waits for the accept loops to end.
 // Connections already accepted are not touched: their frontends drain them.
 func (ls *Listeners) Close() {
@@ -124,7 +128,8 @@ func (ls *Listeners) accept(l *listener) {
 		}
 		backoff = 5 * time.Millisecond
 		h := l.h.Load().h
-		go h.ServeTCP(c)
+		ls.conns.Add(1)
+		go func() { defer ls.conns.Done(); h.ServeTCP(c) }()
 	}
 }
 

@@ -127,6 +127,7 @@ func (d *Daemon) shutdown() {
 		go func() { defer d.bg.Done(); fe.Drain(d.hardCtx) }()
 	}
 	d.bg.Wait()
+	d.listeners.Wait()
 	d.checks.stopAll()
 	d.resolvers.stopAll()
 	d.log.Info("stopped")
