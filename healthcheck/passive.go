@@ -61,8 +61,8 @@ func (p *Passive) Fail() {
 	if p == nil {
 		return
 	}
-	now := p.clock.Now()
 	p.mu.Lock()
+	now := p.clock.Now() // under the lock, so the ring stays in time order
 	p.dirty.Store(true)
 	if p.tripped {
 		if now.Sub(p.tripAt) < p.window {

@@ -166,3 +166,24 @@ func TestPassiveForcesSchedulerDown(t *testing.T) {
 		{3 * time.Second, true, true, "2 consecutive successes"},
 	})
 }
+
+func BenchmarkPassiveSuccess(b *testing.B) {
+	p := NewPassive(PassiveSpec{MaxFails: 3}, SystemClock, func(string) {})
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			p.Success()
+		}
+	})
+}
+
+func BenchmarkPassiveFailSuccess(b *testing.B) {
+	p := NewPassive(PassiveSpec{MaxFails: 3}, SystemClock, func(string) {})
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			p.Fail()
+			p.Success()
+		}
+	})
+}

@@ -130,3 +130,28 @@ func TestStatusSet(t *testing.T) {
 		}
 	}
 }
+
+// FuzzParseStatusSet: expect_status comes from config; the parser never
+// panics and only yields valid, ordered ranges.
+func FuzzParseStatusSet(f *testing.F) {
+	for _, s := range []string{"200", "200-399", "200,204,300-399", " 200 , 204", "399-200", "600", "200,", "2OO"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		set, err := parseStatusSet(s)
+		if err != nil {
+			return
+		}
+		if len(set) == 0 {
+			t.Fatalf("%q: empty set accepted", s)
+		}
+		for _, r := range set {
+			if r.lo < 100 || r.hi > 599 || r.lo > r.hi {
+				t.Fatalf("%q: bad range %+v", s, r)
+			}
+			if !set.contains(r.lo) || !set.contains(r.hi) {
+				t.Fatalf("%q: range ends not contained", s)
+			}
+		}
+	})
+}
