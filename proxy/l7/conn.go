@@ -53,6 +53,7 @@ type conn struct {
 	lr          io.LimitedReader
 	tried       Tried
 	served      int
+	rdl, wdl    time.Time // last deadlines set on nc (see deadlineFresh)
 	state       atomic.Int32
 	draining    atomic.Bool
 
@@ -68,6 +69,7 @@ func (c *conn) init(ctx context.Context, h *Handler, nc net.Conn, client netip.A
 	c.h, c.ctx, c.nc, c.client, c.isTLS = h, ctx, nc, client, isTLS
 	c.tcp, _ = nc.(*net.TCPConn)
 	c.roff, c.rn, c.served = 0, 0, 0
+	c.rdl, c.wdl = time.Time{}, time.Time{}
 	c.state.Store(stBusy)
 	c.draining.Store(false)
 }
@@ -94,7 +96,7 @@ func (c *conn) release() {
 func (c *conn) onDrain() {
 	c.draining.Store(true)
 	if c.state.Load() == stIdle {
-		c.nc.SetReadDeadline(time.Unix(1, 0))
+		c.nc.SetReadDeadline(time.Unix(1, 0)) // tracker left stale on purpose: drain ends the loop
 	}
 }
 
@@ -111,6 +113,17 @@ func (c *conn) serve() {
 			return
 		}
 	}
+}
+
+func (c *conn) readDeadline(t time.Time)  { c.rdl = t; c.nc.SetReadDeadline(t) }
+func (c *conn) writeDeadline(t time.Time) { c.wdl = t; c.nc.SetWriteDeadline(t) }
+
+// deadlineFresh reports whether a deadline last set to last may stand in for target:
+// it is not later than target and at most d/16 earlier. Hot paths then skip
+// the timer update, so a timeout d fires after between 15/16 d and d of
+// inactivity.
+func deadlineFresh(last, target time.Time, d time.Duration) bool {
+	return !last.After(target) && target.Sub(last) <= d>>4
 }
 
 func isTimeout(err error) bool {
@@ -139,7 +152,7 @@ func (c *conn) readHead() bool {
 			if !started {
 				started = true
 				c.state.Store(stBusy)
-				c.nc.SetReadDeadline(time.Now().Add(h.cfg.Timeouts.HTTPRequest))
+				c.readDeadline(time.Now().Add(h.cfg.Timeouts.HTTPRequest))
 			}
 		} else {
 			c.roff, c.rn = 0, 0
@@ -147,7 +160,10 @@ func (c *conn) readHead() bool {
 			if c.served == 0 {
 				d = h.cfg.Timeouts.HTTPRequest
 			}
-			c.nc.SetReadDeadline(time.Now().Add(d))
+			now := time.Now()
+			if t := now.Add(d); !deadlineFresh(c.rdl, t, d) {
+				c.readDeadline(t)
+			}
 			c.state.Store(stIdle)
 			if c.draining.Load() {
 				return false
@@ -172,7 +188,7 @@ func (c *conn) readHead() bool {
 		if n > 0 && !started {
 			started = true
 			c.state.Store(stBusy)
-			c.nc.SetReadDeadline(time.Now().Add(h.cfg.Timeouts.HTTPRequest))
+			c.readDeadline(time.Now().Add(h.cfg.Timeouts.HTTPRequest))
 		}
 		if err != nil && n == 0 {
 			if c.rn > c.roff && isTimeout(err) && !c.draining.Load() {
@@ -192,7 +208,7 @@ func (c *conn) reject(status int, reason string) {
 }
 
 func (c *conn) writeError(status int, closeConn bool) {
-	c.nc.SetWriteDeadline(time.Now().Add(c.h.cfg.Timeouts.Client))
+	c.writeDeadline(time.Now().Add(c.h.cfg.Timeouts.Client))
 	c.wbuf = appendErrorResponse(c.wbuf[:0], status, closeConn)
 	c.nc.Write(c.wbuf)
 	if closeConn {
@@ -206,7 +222,7 @@ func (c *conn) lingerClose() {
 	type closeWriter interface{ CloseWrite() error }
 	if cw, ok := c.nc.(closeWriter); ok {
 		cw.CloseWrite()
-		c.nc.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+		c.readDeadline(time.Now().Add(500 * time.Millisecond))
 		var buf [4096]byte
 		for total := 0; total < 1<<20; {
 			n, err := c.nc.Read(buf[:])
@@ -277,7 +293,7 @@ func (c *conn) redirect(rd *Redirect, host []byte) bool {
 	}
 	b = append(b, "\r\n"...)
 	c.wbuf = b
-	c.nc.SetWriteDeadline(time.Now().Add(c.h.cfg.Timeouts.Client))
+	c.writeDeadline(time.Now().Add(c.h.cfg.Timeouts.Client))
 	_, err := c.nc.Write(b)
 	c.h.none.observe(rd.Code, time.Since(c.start).Seconds())
 	c.accessLog(nil, nil, rd.Code, 0, 0)
@@ -412,7 +428,10 @@ func (c *conn) attempt(be *backendRef, srv Server, fresh bool, maxAge time.Durat
 		}
 	}
 	tSent := time.Now()
-	u.nc.SetDeadline(tSent.Add(h.cfg.Timeouts.Server))
+	if t := tSent.Add(h.cfg.Timeouts.Server); !deadlineFresh(u.dl, t, h.cfg.Timeouts.Server) {
+		u.dl = t
+		u.nc.SetDeadline(t)
+	}
 	if _, err := u.nc.Write(c.obuf); err != nil {
 		u.nc.Close()
 		if u.reused {
@@ -427,7 +446,7 @@ func (c *conn) attempt(be *backendRef, srv Server, fresh bool, maxAge time.Durat
 	}
 	if !bodyDone {
 		if c.req.Expect100 && c.req.Minor == 1 {
-			c.nc.SetWriteDeadline(time.Now().Add(h.cfg.Timeouts.Client))
+			c.writeDeadline(time.Now().Add(h.cfg.Timeouts.Client))
 			if _, err := c.nc.Write(continue100); err != nil {
 				u.nc.Close()
 				srv.Done(Outcome{Aborted: true, Connect: connectDur})
@@ -492,10 +511,10 @@ func (c *conn) sendBody(u *upConn) (int, string) {
 	req := &c.req
 	// Everything buffered belongs to the body so far; start reading afresh.
 	c.roff, c.rn = 0, 0
-	c.nc.SetReadDeadline(time.Now().Add(h.cfg.Timeouts.Client))
+	c.readDeadline(time.Now().Add(h.cfg.Timeouts.Client))
 	if !req.Chunked {
 		rem := req.ContentLength - c.bytesIn
-		n, rerr, werr := c.copyN(u.nc, u.tcp, c.nc, c.tcp, rem, h.cfg.Timeouts.Client, h.cfg.Timeouts.Server, u.nc, c.nc)
+		n, rerr, werr := c.copyN(u.nc, u.tcp, c.nc, c.tcp, rem, h.cfg.Timeouts.Client, h.cfg.Timeouts.Server, u.nc, c.nc, u)
 		c.bytesIn += n
 		switch {
 		case werr != nil:
@@ -526,7 +545,7 @@ func (c *conn) sendBody(u *upConn) (int, string) {
 				c.rn = copy(c.rbuf, c.ubuf[k:n])
 				return 0, ""
 			}
-			c.nc.SetReadDeadline(time.Now().Add(h.cfg.Timeouts.Client))
+			c.readDeadline(time.Now().Add(h.cfg.Timeouts.Client))
 			continue
 		}
 		if err != nil {
@@ -542,7 +561,9 @@ func (c *conn) sendBody(u *upConn) (int, string) {
 // copyN moves n bytes from src to dst, by splice(2) when both are TCP and the
 // amount is large, else through c.ubuf. Deadlines (inactivity) are refreshed
 // between pieces. It reports the read and write errors separately.
-func (c *conn) copyN(dst net.Conn, dtcp *net.TCPConn, src net.Conn, stcp *net.TCPConn, n int64, srcTimeout, dstTimeout time.Duration, dstDL, srcDL net.Conn) (int64, error, error) {
+func (c *conn) copyN(dst net.Conn, dtcp *net.TCPConn, src net.Conn, stcp *net.TCPConn, n int64, srcTimeout, dstTimeout time.Duration, dstDL, srcDL net.Conn, u *upConn) (int64, error, error) {
+	// Deadlines set below bypass the trackers.
+	defer func() { c.rdl, c.wdl, u.dl = time.Time{}, time.Time{}, time.Time{} }()
 	var done int64
 	if dtcp != nil && stcp != nil && n >= spliceMin {
 		const piece = 4 << 20

@@ -43,12 +43,12 @@ func (s *fakeServer) outcomes() []Outcome {
 }
 
 type fakeBackend struct {
-	name    string
-	servers []*fakeServer
-	next    atomic.Uint64
-	retries int
-	cookie  string
-	hashURI bool
+	name     string
+	servers  []*fakeServer
+	next     atomic.Uint64
+	retries  int
+	cookie   string
+	hashURI  bool
 	lastHash atomic.Uint64
 }
 
@@ -165,10 +165,10 @@ func (p *proxy) stop() {
 // rawServer is a TCP server that records every byte it receives and answers
 // each connection with respond (called per connection).
 type rawServer struct {
-	ln   net.Listener
-	mu   sync.Mutex
-	got  []byte
-	wg   sync.WaitGroup
+	ln    net.Listener
+	mu    sync.Mutex
+	got   []byte
+	wg    sync.WaitGroup
 	conns atomic.Int64
 }
 
@@ -221,6 +221,8 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+var zeroTime time.Time
 
 var _ = io.EOF
 var _ = netip.AddrPort{}

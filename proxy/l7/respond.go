@@ -84,7 +84,9 @@ func (c *conn) respond(be *backendRef, srv Server, u *upConn, sticky Server) (bo
 		w = append(w, body...)
 	}
 	c.wbuf = w
-	c.nc.SetWriteDeadline(time.Now().Add(h.cfg.Timeouts.Client))
+	if t := time.Now().Add(h.cfg.Timeouts.Client); !deadlineFresh(c.wdl, t, h.cfg.Timeouts.Client) {
+		c.writeDeadline(t)
+	}
 	if _, err := c.nc.Write(w); err != nil {
 		u.nc.Close()
 		return false, out
@@ -95,7 +97,7 @@ func (c *conn) respond(be *backendRef, srv Server, u *upConn, sticky Server) (bo
 		c.tunnel(u)
 		return false, out
 	case kind == http1.BodyLength && rem > 0:
-		n, rerr, werr := c.copyN(c.nc, c.tcp, u.nc, u.tcp, rem, h.cfg.Timeouts.Server, h.cfg.Timeouts.Client, c.nc, u.nc)
+		n, rerr, werr := c.copyN(c.nc, c.tcp, u.nc, u.tcp, rem, h.cfg.Timeouts.Server, h.cfg.Timeouts.Client, c.nc, u.nc, u)
 		out += n
 		c.bytesOut += n
 		if rerr != nil || werr != nil {
@@ -137,7 +139,8 @@ func (c *conn) respond(be *backendRef, srv Server, u *upConn, sticky Server) (bo
 				}
 				now := time.Now()
 				u.nc.SetReadDeadline(now.Add(h.cfg.Timeouts.Server))
-				c.nc.SetWriteDeadline(now.Add(h.cfg.Timeouts.Client))
+				u.dl = time.Time{}
+				c.writeDeadline(now.Add(h.cfg.Timeouts.Client))
 				continue
 			}
 			if err != nil {
@@ -157,7 +160,8 @@ func (c *conn) respond(be *backendRef, srv Server, u *upConn, sticky Server) (bo
 				c.bytesOut += int64(n)
 				now := time.Now()
 				u.nc.SetReadDeadline(now.Add(h.cfg.Timeouts.Server))
-				c.nc.SetWriteDeadline(now.Add(h.cfg.Timeouts.Client))
+				u.dl = time.Time{}
+				c.writeDeadline(now.Add(h.cfg.Timeouts.Client))
 			}
 			if err != nil {
 				break

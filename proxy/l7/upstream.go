@@ -12,8 +12,9 @@ type upConn struct {
 	nc        net.Conn
 	tcp       *net.TCPConn // nil when not TCP
 	addr      string
-	idleSince int64 // monotonic ns (handler clock) when put back
-	reused    bool  // taken from the idle pool
+	idleSince int64     // monotonic ns (handler clock) when put back
+	reused    bool      // taken from the idle pool
+	dl        time.Time // last deadline set (see deadlineFresh)
 }
 
 // pool keeps idle keep-alive connections per server address (LIFO, so the

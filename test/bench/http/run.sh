@@ -1,0 +1,171 @@
+#!/usr/bin/env bash
+# HTTP benchmark: palisade (mode http) vs HAProxy 2.6 `mode http`, same nginx
+# backends on loopback, wrk as the client. Scenarios: keep-alive small
+# responses, keep-alive 100 KiB responses, one request per connection.
+# Runs alternate palisade/haproxy per round; medians over ROUNDS (>= 5).
+# Prints per scenario: RPS ratio, p99 ratio, CPU-per-request ratio
+# (palisade / haproxy; RPS >= 1 is better, p99 and CPU <= 1 are better).
+#
+# Env: ROUNDS (5) DURATION (5s) CONNS (50) THREADS (1)
+#      PALISADE_CMD: command to start palisade; it gets $LISTEN and $SERVERS.
+#      Default: proxy/l7/internal/benchsrv. With the daemon:
+#      PALISADE_CMD='palisade run -c $CONF' where $CONF is written by this script.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/../../.." && pwd)
+ROUNDS=${ROUNDS:-5}
+DURATION=${DURATION:-5s}
+CONNS=${CONNS:-50}
+THREADS=${THREADS:-1}
+
+for b in haproxy nginx wrk; do
+  if ! command -v "$b" >/dev/null && ! [ -x "/usr/sbin/$b" ]; then
+    bash "$ROOT/test/install-deps.sh" bench || true
+  fi
+done
+for b in haproxy nginx wrk; do
+  command -v "$b" >/dev/null || [ -x "/usr/sbin/$b" ] || { echo "SKIP: $b not installed (run test/install-deps.sh bench as root)"; exit 0; }
+done
+export PATH=$PATH:/usr/sbin
+
+W=$(mktemp -d /tmp/palisade-httpbench.XXXXXX)
+chmod 755 "$W"
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$W"; }
+trap cleanup EXIT
+
+freeport() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1]);s.close()'; }
+N1=$(freeport); N2=$(freeport); PP=$(freeport); HP=$(freeport)
+
+# nginx backends: /small (13 bytes), /100k (100 KiB file), one worker each.
+mkdir -p "$W/nginx/www" "$W/nginx/logs"
+printf 'hello, world\n' > "$W/nginx/www/small"
+head -c 102400 /dev/zero | tr '\0' 'x' > "$W/nginx/www/100k"
+cat > "$W/nginx/nginx.conf" <<NG
+worker_processes 1;
+daemon off;
+pid $W/nginx/nginx.pid;
+error_log $W/nginx/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 100000;
+  keepalive_timeout 75s;
+  default_type text/plain;
+  sendfile on;
+  tcp_nopush on;
+  client_body_temp_path $W/nginx/tmp;
+  proxy_temp_path $W/nginx/tmp;
+  fastcgi_temp_path $W/nginx/tmp;
+  uwsgi_temp_path $W/nginx/tmp;
+  scgi_temp_path $W/nginx/tmp;
+  server { listen 127.0.0.1:$N1; root $W/nginx/www; }
+  server { listen 127.0.0.1:$N2; root $W/nginx/www; }
+}
+NG
+mkdir -p "$W/nginx/tmp"
+nginx -p "$W/nginx" -c "$W/nginx/nginx.conf" &
+PIDS+=($!)
+
+cat > "$W/haproxy.cfg" <<HA
+global
+  maxconn 4000
+defaults
+  mode http
+  timeout connect 3s
+  timeout client 60s
+  timeout server 60s
+  timeout http-request 10s
+  timeout http-keep-alive 60s
+  retries 2
+frontend web
+  bind 127.0.0.1:$HP
+  default_backend app
+backend app
+  balance roundrobin
+  server s1 127.0.0.1:$N1
+  server s2 127.0.0.1:$N2
+HA
+haproxy -f "$W/haproxy.cfg" -db 2>"$W/haproxy.log" &
+HPID=$!; PIDS+=($HPID)
+
+LISTEN=127.0.0.1:$PP
+SERVERS=127.0.0.1:$N1,127.0.0.1:$N2
+CONF=$W/palisade.yaml
+cat > "$CONF" <<PY
+frontends:
+  - name: web
+    mode: http
+    listen: ["$LISTEN"]
+    default_backend: app
+backends:
+  - name: app
+    balance: roundrobin
+    health: {type: none}
+    servers:
+      - {name: s1, address: 127.0.0.1:$N1}
+      - {name: s2, address: 127.0.0.1:$N2}
+PY
+if [ -n "${PALISADE_CMD:-}" ]; then
+  eval "$PALISADE_CMD" &
+else
+  (cd "$ROOT" && go build -o "$W/benchsrv" ./proxy/l7/internal/benchsrv)
+  GOMAXPROCS=${PALISADE_GOMAXPROCS:-} "$W/benchsrv" -listen "$LISTEN" -servers "$SERVERS" 2>"$W/palisade.log" &
+fi
+PPID_=$!; PIDS+=($PPID_)
+
+waitport() { for _ in $(seq 100); do curl -fs -o /dev/null "http://127.0.0.1:$1/small" && return 0; sleep 0.1; done; echo "port $1 not up" >&2; cat "$W"/*.log "$W"/nginx/logs/error.log >&2; exit 1; }
+waitport "$N1"; waitport "$N2"; waitport "$HP"; waitport "$PP"
+
+cputicks() { awk '{print $14+$15}' "/proc/$1/stat"; }
+TCK=$(getconf CLK_TCK)
+tous() { # wrk latency "1.23ms" -> microseconds
+  awk -v v="$1" 'BEGIN{n=v+0; if (v ~ /us$/) print n; else if (v ~ /ms$/) print n*1000; else if (v ~ /s$/) print n*1000000; else print n}'
+}
+
+# run NAME PORT PID PATH EXTRA -> "rps p99us cpu_us_per_req"
+run() {
+  local port=$2 pid=$3 path=$4; shift 4
+  local c0 c1 out
+  c0=$(cputicks "$pid")
+  out=$(wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "$@" "http://127.0.0.1:$port$path")
+  c1=$(cputicks "$pid")
+  local rps reqs p99 errs
+  rps=$(awk '/^Requests\/sec/{print $2}' <<<"$out")
+  reqs=$(awk '/requests in/{print $1}' <<<"$out")
+  p99=$(awk '$1=="99%"{print $2}' <<<"$out")
+  errs=$(awk '/Non-2xx|Socket errors/{print}' <<<"$out")
+  [ -n "$errs" ] && echo "  ($1: $errs)" >&2
+  echo "$rps $(tous "$p99") $(awk -v d=$((c1-c0)) -v n="$reqs" -v t="$TCK" 'BEGIN{printf "%.2f", d*1e6/t/n}')"
+}
+
+median() { sort -g | awk '{a[NR]=$1} END{print (NR%2)? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+
+declare -A R
+scen=("ka-small|/small|" "ka-100k|/100k|" "close-small|/small|-H Connection:close")
+for ((r=1; r<=ROUNDS; r++)); do
+  for s in "${scen[@]}"; do
+    IFS='|' read -r name path extra <<<"$s"
+    # alternate which proxy goes first each round
+    if (( r % 2 )); then order="pal hap"; else order="hap pal"; fi
+    for who in $order; do
+      if [ "$who" = pal ]; then port=$PP; pid=$PPID_; else port=$HP; pid=$HPID; fi
+      # shellcheck disable=SC2086
+      res=$(run "$who/$name" "$port" "$pid" "$path" $extra)
+      R[$who/$name]+="$res"$'\n'
+      echo "round $r $name $who: rps=$(cut -d' ' -f1 <<<"$res") p99_us=$(cut -d' ' -f2 <<<"$res") cpu_us/req=$(cut -d' ' -f3 <<<"$res")" >&2
+    done
+  done
+done
+
+printf '\n%-12s %12s %12s %9s %10s %10s %9s %10s %10s %9s\n' scenario pal_rps hap_rps rps_ratio pal_p99us hap_p99us p99_ratio pal_cpu_us hap_cpu_us cpu_ratio
+for s in "${scen[@]}"; do
+  IFS='|' read -r name _ _ <<<"$s"
+  pr=$(printf '%s' "${R[pal/$name]}" | awk 'NF{print $1}' | median)
+  hr=$(printf '%s' "${R[hap/$name]}" | awk 'NF{print $1}' | median)
+  pp=$(printf '%s' "${R[pal/$name]}" | awk 'NF{print $2}' | median)
+  hp=$(printf '%s' "${R[hap/$name]}" | awk 'NF{print $2}' | median)
+  pc=$(printf '%s' "${R[pal/$name]}" | awk 'NF{print $3}' | median)
+  hc=$(printf '%s' "${R[hap/$name]}" | awk 'NF{print $3}' | median)
+  awk -v n="$name" -v pr="$pr" -v hr="$hr" -v pp="$pp" -v hp="$hp" -v pc="$pc" -v hc="$hc" 'BEGIN{
+    printf "%-12s %12.0f %12.0f %9.2f %10.0f %10.0f %9.2f %10.2f %10.2f %9.2f\n", n, pr, hr, pr/hr, pp, hp, pp/hp, pc, hc, pc/hc}'
+done
