@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"encoding/pem"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -50,6 +51,7 @@ func newHTTPTarget(t *testing.T, tlsOn bool) *httpTarget {
 		w.WriteHeader(int(h.status.Load()))
 		_, _ = io.WriteString(w, h.body.Load().(string))
 	}))
+	h.srv.Config.ErrorLog = log.New(io.Discard, "", 0) // handshake errors are expected here
 	h.srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
 		if s == http.StateNew {
 			h.conns.Add(1)
@@ -193,8 +195,8 @@ func TestHTTPCheckerFailures(t *testing.T) {
 	if r := c.Check(checkCtx(t, 5*time.Second)); r.OK || r.Reason != "read: response headers larger than 1 MiB" {
 		t.Errorf("endless headers: %+v", r)
 	}
-	// A server that closes at once.
-	addr = serveTCP(t, func(c net.Conn) {})
+	// A server that reads the request and closes without answering.
+	addr = serveTCP(t, func(c net.Conn) { _, _ = c.Read(make([]byte, 4096)) })
 	c = mustNew(t, Spec{Type: TypeHTTP}, addr)
 	if r := c.Check(checkCtx(t, time.Second)); r.OK || r.Reason != "read: connection closed by server" {
 		t.Errorf("closing server: %+v", r)
@@ -275,6 +277,7 @@ func TestHTTPSChecker(t *testing.T) {
 func TestHTTPSMinVersion(t *testing.T) {
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
 	srv.TLS = &tls.Config{MaxVersion: tls.VersionTLS11}
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
 	srv.StartTLS()
 	defer srv.Close()
 	c := mustNew(t, Spec{Type: TypeHTTPS}, srv.Listener.Addr().String())

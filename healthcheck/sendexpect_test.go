@@ -20,6 +20,9 @@ func fakeRedisPing(t *testing.T, reply string) string {
 			}
 			if line == "PING\r\n" {
 				_, _ = io.WriteString(c, reply)
+				if strings.HasPrefix(reply, "-") {
+					return // close, so the failing check ends without waiting for its timeout
+				}
 			} else {
 				_, _ = io.WriteString(c, "-ERR unknown command\r\n")
 			}
@@ -58,8 +61,8 @@ func TestSendExpectRedisPing(t *testing.T) {
 	}
 
 	c = mustNew(t, Spec{Type: TypeSendExpect, Steps: steps}, fakeRedisPing(t, "-NOAUTH Authentication required.\r\n"))
-	r := c.Check(checkCtx(t, 300*time.Millisecond))
-	want := `step 2 expect "+PONG": got "-NOAUTH Authentication required.\r\n" (timeout)`
+	r := c.Check(checkCtx(t, 5*time.Second))
+	want := `step 2 expect "+PONG": got "-NOAUTH Authentication required.\r\n" (connection closed by server)`
 	if r.OK || r.Reason != want {
 		t.Errorf("NOAUTH: got %q, want %q", r.Reason, want)
 	}
@@ -90,6 +93,12 @@ func TestSendExpectClosedAndRefused(t *testing.T) {
 	c = mustNew(t, Spec{Type: TypeSendExpect, Steps: steps}, addr)
 	if r := c.Check(checkCtx(t, time.Second)); !r.OK {
 		t.Errorf("match before close: %+v", r)
+	}
+	// A silent server: the check ends at its timeout.
+	addr = serveTCP(t, func(c net.Conn) { _, _ = c.Read(make([]byte, 1)) })
+	c = mustNew(t, Spec{Type: TypeSendExpect, Steps: steps}, addr)
+	if r := c.Check(checkCtx(t, 200*time.Millisecond)); r.OK || r.Reason != `step 1 expect "hello": got "" (timeout)` {
+		t.Errorf("silent: %+v", r)
 	}
 	c = mustNew(t, Spec{Type: TypeSendExpect, Steps: steps}, deadAddr(t))
 	if r := c.Check(checkCtx(t, time.Second)); r.OK || r.Reason != "connect: connection refused" {
