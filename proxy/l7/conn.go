@@ -58,11 +58,13 @@ type conn struct {
 	draining    atomic.Bool
 
 	// per request
-	logMethod []byte
-	logPath   []byte
-	start     time.Time
-	bytesIn   int64
-	bytesOut  int64
+	failStatus int // last retryable failure of this request
+	failWhy    string
+	logMethod  []byte
+	logPath    []byte
+	start      time.Time
+	bytesIn    int64
+	bytesOut   int64
 }
 
 func (c *conn) init(ctx context.Context, h *Handler, nc net.Conn, client netip.AddrPort, isTLS bool) {
@@ -362,14 +364,14 @@ func (c *conn) forward(be *backendRef, host, path []byte) bool {
 			srv = sticky
 		} else {
 			srv = be.b.Pick(hash, &c.tried)
+			if srv == nil && c.tried.Len() > 0 {
+				// Every server was tried: retry on one again (HAProxy does too).
+				srv = be.b.Pick(hash, nil)
+			}
 		}
 		first = false
 		if srv == nil {
-			why := "no server available"
-			if c.tried.Len() > 0 {
-				why = "no server left to retry on"
-			}
-			return c.failBeforeResponse(be, nil, 503, bodyDone, why)
+			return c.failBeforeResponse(be, nil, 503, bodyDone, "no server available")
 		}
 		fresh := false
 		for {
@@ -386,7 +388,7 @@ func (c *conn) forward(be *backendRef, host, path []byte) bool {
 		// resRetryOther: srv.Done was called by attempt.
 		c.tried.add(srv)
 		if retries <= 0 {
-			return c.failBeforeResponse(be, srv, 503, bodyDone, "retries exhausted")
+			return c.failBeforeResponse(be, srv, c.failStatus, bodyDone, c.failWhy+" (retries exhausted)")
 		}
 		retries--
 	}
@@ -424,6 +426,7 @@ func (c *conn) attempt(be *backendRef, srv Server, fresh bool, maxAge time.Durat
 		if err != nil {
 			srv.Done(Outcome{ConnectFailed: true, Timeout: isTimeout(err), Connect: connectDur})
 			h.log.Warn("connect failed", "backend", be.name, "server", srv.Name(), "addr", addr, "err", err)
+			c.failStatus, c.failWhy = 503, "connect failed"
 			return resRetryOther, false
 		}
 	}
@@ -440,6 +443,7 @@ func (c *conn) attempt(be *backendRef, srv Server, fresh bool, maxAge time.Durat
 		srv.Done(Outcome{EmptyResponse: true, Connect: connectDur})
 		h.log.Warn("sending request failed", "backend", be.name, "server", srv.Name(), "err", err)
 		if replayable {
+			c.failStatus, c.failWhy = 502, "sending request failed"
 			return resRetryOther, false
 		}
 		return resFail, c.failAfterPick(be, srv, 502, bodyDone, "sending request failed")
@@ -476,6 +480,7 @@ func (c *conn) attempt(be *backendRef, srv Server, fresh bool, maxAge time.Durat
 			srv.Done(Outcome{EmptyResponse: true, BytesIn: c.bytesIn, Connect: connectDur, Response: respDur})
 			if replayable && idem {
 				h.log.Warn("empty response, retrying", "backend", be.name, "server", srv.Name())
+				c.failStatus, c.failWhy = 502, "server closed the connection without a response"
 				return resRetryOther, false
 			}
 			return resFail, c.failAfterPick(be, srv, 502, bodyDone, "server closed the connection without a response")

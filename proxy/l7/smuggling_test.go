@@ -16,8 +16,8 @@ import (
 // real server) read.
 type seenRequest struct {
 	method, path string
-	header      http.Header
-	body        string
+	header       http.Header
+	body         string
 }
 
 type recorder struct {
