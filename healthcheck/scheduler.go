@@ -56,8 +56,10 @@ type Event struct {
 // resets it to 0. Checks run every interval while fully up, every downinter
 // while fully down, and every fastinter in between. The first check runs
 // after a random 0..interval delay unless Options.Immediate is set; every
-// later delay is jittered by ±5% and counts from the end of the previous
-// check. Each check gets its own Timing.Timeout.
+// later delay is jittered by ±5% and counts from the start of the previous
+// check (at once if that check took longer), so a server whose checks time
+// out is marked down within fall × interval plus one timeout. Each check gets
+// its own Timing.Timeout.
 type Scheduler struct {
 	check  Checker
 	t      Timing
@@ -147,6 +149,7 @@ func (s *Scheduler) Run(ctx context.Context) {
 		s.mu.Lock()
 		gen := s.gen
 		s.mu.Unlock()
+		started := clk.Now()
 		cctx, cancel := context.WithTimeout(ctx, s.t.Timeout)
 		res := s.check.Check(cctx)
 		cancel()
@@ -154,7 +157,7 @@ func (s *Scheduler) Run(ctx context.Context) {
 			return
 		}
 		s.apply(res, gen)
-		next = clk.Now().Add(s.opts.jitter(s.interval()))
+		next = nextStart(started, s.opts.jitter(s.interval()), clk.Now())
 	}
 }
 
@@ -230,6 +233,17 @@ func (s *Scheduler) ForceDown(reason string) {
 	}
 }
 
+// nextStart schedules the next check one delay after the previous one
+// started, as HAProxy does, so a slow or timing-out check does not stretch
+// the detection time; a check that overran its delay is followed at once.
+func nextStart(started time.Time, delay time.Duration, now time.Time) time.Time {
+	next := started.Add(delay)
+	if next.Before(now) {
+		return now
+	}
+	return next
+}
+
 // formatDuration rounds d for humans: 850µs, 1.2ms, 1.003s.
 func formatDuration(d time.Duration) string {
 	switch {
@@ -241,9 +255,9 @@ func formatDuration(d time.Duration) string {
 	return d.Round(time.Millisecond).String()
 }
 
-// AgentRunner queries an agent every interval (jittered ±5%, first query
-// after a random 0..interval delay unless Options.Immediate) and reports
-// every outcome.
+// AgentRunner queries an agent every interval (jittered ±5%, counted from
+// the start of the previous query; first query after a random 0..interval
+// delay unless Options.Immediate) and reports every outcome.
 type AgentRunner struct {
 	check    *AgentChecker
 	interval time.Duration
@@ -279,7 +293,7 @@ func (a *AgentRunner) Run(ctx context.Context) {
 			return
 		case <-timer.C():
 		}
-		start := time.Now()
+		started, start := clk.Now(), time.Now()
 		cctx, cancel := context.WithTimeout(ctx, a.timeout)
 		reply, err := a.check.Check(cctx)
 		cancel()
@@ -287,6 +301,7 @@ func (a *AgentRunner) Run(ctx context.Context) {
 			return
 		}
 		a.report(AgentEvent{Reply: reply, Err: err, Duration: time.Since(start)})
-		delay = a.opts.jitter(a.interval)
+		now := clk.Now()
+		delay = nextStart(started, a.opts.jitter(a.interval), now).Sub(now)
 	}
 }

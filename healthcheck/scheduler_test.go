@@ -16,6 +16,8 @@ type scriptChecker struct {
 	calls   []time.Time
 	// block, when set, is received from before the call with that index returns.
 	block map[int]chan struct{}
+	// took advances the fake clock during each check.
+	took time.Duration
 }
 
 func (c *scriptChecker) Check(ctx context.Context) Result {
@@ -23,8 +25,11 @@ func (c *scriptChecker) Check(ctx context.Context) Result {
 	i := len(c.calls)
 	c.calls = append(c.calls, c.clk.Now())
 	ok := i < len(c.results) && c.results[i]
-	gate := c.block[i]
+	gate, took := c.block[i], c.took
 	c.mu.Unlock()
+	if took > 0 {
+		c.clk.Advance(took)
+	}
 	if gate != nil {
 		select {
 		case <-gate:
@@ -204,6 +209,44 @@ func TestSchedulerFallExample(t *testing.T) {
 		{2*time.Second + 500*time.Millisecond, true, false, ""},
 		{2*time.Second + 500*time.Millisecond + 500*time.Millisecond, false, true, "3 consecutive failures"},
 	})
+}
+
+// TestSchedulerSlowChecks: delays count from the start of a check, so
+// checks that run into their timeout still mark the server down within
+// fall × interval; a check longer than the interval is followed at once.
+func TestSchedulerSlowChecks(t *testing.T) {
+	clk := newFakeClock()
+	chk := &scriptChecker{clk: clk, results: []bool{false, false, false}, took: time.Second}
+	rec := &recorder{clk: clk}
+	s := NewScheduler(chk, Timing{Interval: 2 * time.Second, Timeout: time.Second, Fall: 3},
+		Options{Start: StateUp, Immediate: true, Clock: clk, Rand: half}, rec.report)
+	runScheduler(t, s.Run)
+	stepTo(t, clk, rec, 3)
+	checkEvents(t, rec, []wantEvent{
+		{1 * time.Second, true, false, ""},
+		{3 * time.Second, true, false, ""},
+		{5 * time.Second, false, true, "3 consecutive failures"},
+	})
+	chk.mu.Lock()
+	calls := append([]time.Time(nil), chk.calls...)
+	chk.took = 3 * time.Second // longer than the 2s downinter
+	// Hold the fifth check until the test ends (Run's context cancels it).
+	chk.block = map[int]chan struct{}{4: make(chan struct{})}
+	chk.mu.Unlock()
+	for i, want := range []time.Duration{0, 2 * time.Second, 4 * time.Second} {
+		if calls[i].Sub(t0) != want {
+			t.Errorf("check %d started at t0+%s, want t0+%s", i, calls[i].Sub(t0), want)
+		}
+	}
+	// The next check starts at t0+6s and ends at t0+9s; the one after
+	// follows at once, since t0+8s has passed.
+	stepTo(t, clk, rec, 4)
+	waitFor(t, "back-to-back check", func() bool { return chk.numCalls() == 5 })
+	chk.mu.Lock()
+	defer chk.mu.Unlock()
+	if got := chk.calls[4].Sub(t0); got != 9*time.Second {
+		t.Errorf("overrun check followed at t0+%s, want t0+9s", got)
+	}
 }
 
 func TestSchedulerUnknownStartFails(t *testing.T) {
