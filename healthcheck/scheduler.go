@@ -57,9 +57,9 @@ type Event struct {
 // while fully down, and every fastinter in between. The first check runs
 // after a random 0..interval delay unless Options.Immediate is set; every
 // later delay is jittered by ±5% and counts from the start of the previous
-// check (at once if that check took longer), so a server whose checks time
-// out is marked down within fall × interval plus one timeout. Each check gets
-// its own Timing.Timeout.
+// check (at once if that check took longer), so a server that stops
+// answering is marked down within interval + (fall-1) × fastinter + timeout
+// of its failure. Each check gets its own Timing.Timeout.
 type Scheduler struct {
 	check  Checker
 	t      Timing
