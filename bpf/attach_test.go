@@ -101,22 +101,22 @@ func TestAttachModes(t *testing.T) {
 	ns := testNetns(t)
 	f := loadTest(t, Config{Ports: []uint16{80}})
 	var err error
-	inNetns(t, ns, func() { err = f.Attach("v0", ModeAuto) })
+	inNetns(t, ns, func() { err = f.Attach("v0", XDPAuto) })
 	if err != nil {
 		t.Fatalf("Attach auto: %v", err)
 	}
-	if f.Mode() != ModeNative || xdpMode(t, ns, "v0") != 1 {
+	if f.Mode() != XDPNative || xdpMode(t, ns, "v0") != 1 {
 		t.Fatalf("auto on veth: Mode() = %q, kernel mode %d; want native", f.Mode(), xdpMode(t, ns, "v0"))
 	}
-	inNetns(t, ns, func() { err = f.Attach("v0", ModeGeneric) })
+	inNetns(t, ns, func() { err = f.Attach("v0", XDPGeneric) })
 	if err != nil {
 		t.Fatalf("re-Attach generic: %v", err)
 	}
-	if st := f.Status(); st != (Status{Attached: true, Interface: "v0", Mode: ModeGeneric}) || xdpMode(t, ns, "v0") != 2 {
+	if st := f.Status(); st != (Status{Attached: true, Interface: "v0", Mode: XDPGeneric}) || xdpMode(t, ns, "v0") != 2 {
 		t.Fatalf("generic: status %+v, kernel mode %d", st, xdpMode(t, ns, "v0"))
 	}
 	// Moving to another interface attaches there before leaving v0.
-	inNetns(t, ns, func() { err = f.Attach("v1", ModeNative) })
+	inNetns(t, ns, func() { err = f.Attach("v1", XDPNative) })
 	if err != nil {
 		t.Fatalf("move to v1: %v", err)
 	}
@@ -130,7 +130,7 @@ func TestAttachModes(t *testing.T) {
 		t.Fatalf("after Detach: Mode() = %q, kernel mode %d", f.Mode(), xdpMode(t, ns, "v1"))
 	}
 
-	inNetns(t, ns, func() { err = f.Attach("nope0", ModeAuto) })
+	inNetns(t, ns, func() { err = f.Attach("nope0", XDPAuto) })
 	if err == nil || errors.Is(err, ErrUnsupported) || errors.Is(err, ErrPermission) {
 		t.Fatalf("missing interface: err = %v", err)
 	}

@@ -46,7 +46,19 @@ type Config struct {
 	// after one of its segments matched an established socket on this host.
 	// Zero means DefaultTrustTTL; negative disables trusting.
 	TrustTTL time.Duration
+	// Mode is FilterRateLimit ("" means that) or FilterSyncookie: answer
+	// SYNs from XDP with SYN cookies instead of budgeting them per port.
+	// Syncookie mode needs net.ipv4.tcp_syncookies=2 in the namespace of
+	// the attached interface; Attach and Update set it while the filter is
+	// attached in that mode and restore the previous value afterwards.
+	Mode string
 }
+
+// Filter modes (Config.Mode).
+const (
+	FilterRateLimit = "ratelimit"
+	FilterSyncookie = "syncookie"
+)
 
 // compiled is Config turned into map contents.
 type compiled struct {
@@ -126,6 +138,13 @@ func (c Config) compile() (*compiled, error) {
 		out.kcfg.TrustTtlNs = uint64(DefaultTrustTTL)
 	case c.TrustTTL > 0:
 		out.kcfg.TrustTtlNs = uint64(c.TrustTTL)
+	}
+	switch c.Mode {
+	case "", FilterRateLimit:
+	case FilterSyncookie:
+		out.kcfg.Mode = 1
+	default:
+		errs = append(errs, fmt.Errorf("mode %q: want %s or %s", c.Mode, FilterRateLimit, FilterSyncookie))
 	}
 	out.allowV4, out.allowV6, err = compilePrefixes("allow", c.Allow)
 	errs = append(errs, err)

@@ -18,11 +18,14 @@ package bpf
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
+	"strings"
 	"sync"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/rlimit"
 	"golang.org/x/sys/unix"
@@ -40,9 +43,9 @@ var (
 
 // XDP attach modes accepted by Attach and reported by Mode.
 const (
-	ModeAuto    = "auto"
-	ModeNative  = "native"
-	ModeGeneric = "generic"
+	XDPAuto    = "auto"
+	XDPNative  = "native"
+	XDPGeneric = "generic"
 )
 
 // Verdict counter names returned by Counters. The first three are disjoint
@@ -57,6 +60,13 @@ const (
 	DetailDropRateSource = "drop_rate_source" // over the per-source limit
 	DetailDropRatePort   = "drop_rate_port"   // over the per-port budget
 	DetailTrustMarked    = "trust_marked"     // sources (re)marked trusted
+
+	// Syncookie mode. syncookie_sent SYNs were answered from XDP (and not
+	// passed); drop_syncookie ACKs matched only a listener and carried no
+	// valid cookie; syncookie_ok ACKs carried a valid one and were passed.
+	VerdictSyncookieSent = "syncookie_sent"
+	VerdictDropSyncookie = "drop_syncookie"
+	DetailSyncookieOK    = "syncookie_ok"
 )
 
 // Counter indices, as enum counter in synflood.c.
@@ -67,6 +77,9 @@ const (
 	cntDropRatePort
 	cntDropDeny
 	cntTrustMarked
+	cntSyncookieSent
+	cntSyncookieOK
+	cntDropSyncookie
 	cntMax
 )
 
@@ -78,7 +91,13 @@ type Filter struct {
 	link   link.Link
 	iface  string
 	mode   string
+	mtu    uint32
 	closed bool
+	// syncookies is net.ipv4.tcp_syncookies of the attached interface's
+	// namespace, opened at Attach (the fd stays bound to that namespace);
+	// prevSyncookies is the value to restore, "" when untouched.
+	syncookies     *os.File
+	prevSyncookies string
 }
 
 // Status is what /api/v1/status reports about the filter.
@@ -142,13 +161,13 @@ func (f *Filter) Attach(ifname, mode string) error {
 		return ErrClosed
 	}
 	if mode == "" {
-		mode = ModeAuto
+		mode = XDPAuto
 	}
 	var tries []string
 	switch mode {
-	case ModeAuto:
-		tries = []string{ModeNative, ModeGeneric}
-	case ModeNative, ModeGeneric:
+	case XDPAuto:
+		tries = []string{XDPNative, XDPGeneric}
+	case XDPNative, XDPGeneric:
 		tries = []string{mode}
 	default:
 		return fmt.Errorf("xdp mode %q: want auto, native or generic", mode)
@@ -166,7 +185,7 @@ func (f *Filter) Attach(ifname, mode string) error {
 	var errs []error
 	for _, m := range tries {
 		flags := link.XDPDriverMode
-		if m == ModeGeneric {
+		if m == XDPGeneric {
 			flags = link.XDPGenericMode
 		}
 		l, err := link.AttachXDP(link.XDPOptions{Program: f.objs.Synflood, Interface: ifi.Index, Flags: flags})
@@ -178,6 +197,16 @@ func (f *Filter) Attach(ifname, mode string) error {
 			f.detachLocked()
 		}
 		f.link, f.iface, f.mode = l, ifname, m
+		f.syncookies, err = os.OpenFile(syncookiesSysctl, os.O_RDWR, 0)
+		if err != nil && f.cfg.kcfg.Mode == modeSyncookie {
+			f.detachLocked()
+			return classify("syncookie mode: opening "+syncookiesSysctl, err)
+		}
+		f.mtu = uint32(ifi.MTU)
+		if err := f.applyAttached(f.cfg); err != nil {
+			f.detachLocked()
+			return err
+		}
 		return nil
 	}
 	return classify(fmt.Sprintf("attaching XDP to %s", ifname), errors.Join(errs...))
@@ -198,7 +227,76 @@ func (f *Filter) detachLocked() error {
 	err := f.link.Close()
 	f.link, f.iface, f.mode = nil, "", ""
 	if err != nil {
-		return fmt.Errorf("detaching XDP: %w", err)
+		err = fmt.Errorf("detaching XDP: %w", err)
+	}
+	if f.syncookies != nil {
+		err = errors.Join(err, f.setSyncookies(false))
+		f.syncookies.Close()
+		f.syncookies = nil
+	}
+	return err
+}
+
+const (
+	syncookiesSysctl = "/proc/sys/net/ipv4/tcp_syncookies"
+	modeSyncookie    = 1
+)
+
+// setSyncookies forces net.ipv4.tcp_syncookies to 2 (on) or restores the
+// value found before (off).
+func (f *Filter) setSyncookies(on bool) error {
+	if f.syncookies == nil {
+		return nil
+	}
+	write := func(v string) error {
+		_, err := f.syncookies.WriteAt([]byte(v+"\n"), 0)
+		return err
+	}
+	if !on {
+		if f.prevSyncookies == "" {
+			return nil
+		}
+		if err := write(f.prevSyncookies); err != nil {
+			return fmt.Errorf("restoring %s: %w", syncookiesSysctl, err)
+		}
+		f.prevSyncookies = ""
+		return nil
+	}
+	buf := make([]byte, 8)
+	n, err := f.syncookies.ReadAt(buf, 0)
+	if err != nil && n == 0 {
+		return classify("reading "+syncookiesSysctl, err)
+	}
+	cur := strings.TrimSpace(string(buf[:n]))
+	if cur == "2" {
+		return nil
+	}
+	if err := write("2"); err != nil {
+		return classify("syncookie mode: setting "+syncookiesSysctl+" to 2", err)
+	}
+	if f.prevSyncookies == "" {
+		f.prevSyncookies = cur
+	}
+	return nil
+}
+
+// applyAttached refreshes the config map with the device MTU and puts the
+// syncookies sysctl in line with the mode. Called with f.mu held.
+func (f *Filter) applyAttached(c *compiled) error {
+	if err := f.setSyncookies(c.kcfg.Mode == modeSyncookie); err != nil {
+		return err
+	}
+	return f.writeConfig(c)
+}
+
+func (f *Filter) writeConfig(c *compiled) error {
+	k := c.kcfg
+	k.Mtu = f.mtu
+	if k.Mtu == 0 {
+		k.Mtu = 1500
+	}
+	if err := f.objs.ConfigMap.Update(uint32(0), k, ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("updating config map: %w", err)
 	}
 	return nil
 }
@@ -231,10 +329,23 @@ func (f *Filter) Update(cfg Config) error {
 	if f.closed {
 		return ErrClosed
 	}
+	if c.kcfg.Mode == modeSyncookie && f.link != nil && f.syncookies == nil {
+		return fmt.Errorf("%w: syncookie mode: %s was not readable at Attach", ErrUnsupported, syncookiesSysctl)
+	}
+	// Turning syncookie mode on: the sysctl first, so no cookie ACK can
+	// meet a kernel that refuses it. Turning it off: the map first.
+	if c.kcfg.Mode == modeSyncookie {
+		if err := f.setSyncookies(true); err != nil {
+			return err
+		}
+	}
 	if err := f.apply(f.cfg, c); err != nil {
 		return err
 	}
 	f.cfg = c
+	if c.kcfg.Mode != modeSyncookie {
+		return f.setSyncookies(false)
+	}
 	return nil
 }
 
@@ -263,8 +374,8 @@ func (f *Filter) apply(old, c *compiled) error {
 	if err := syncLPM(f.objs.DenyV6, old.denyV6, c.denyV6); err != nil {
 		return fmt.Errorf("updating deny list: %w", err)
 	}
-	if err := f.objs.ConfigMap.Update(uint32(0), c.kcfg, ebpf.UpdateAny); err != nil {
-		return fmt.Errorf("updating config map: %w", err)
+	if err := f.writeConfig(c); err != nil {
+		return err
 	}
 	for _, p := range old.ports {
 		if _, keep := slicesIndex(c.ports, p); keep {
@@ -338,6 +449,9 @@ func (f *Filter) Counters() (map[string]uint64, error) {
 		DetailDropRateSource: raw[cntDropRateSource],
 		DetailDropRatePort:   raw[cntDropRatePort],
 		DetailTrustMarked:    raw[cntTrustMarked],
+		VerdictSyncookieSent: raw[cntSyncookieSent],
+		VerdictDropSyncookie: raw[cntDropSyncookie],
+		DetailSyncookieOK:    raw[cntSyncookieOK],
 	}, nil
 }
 
@@ -352,3 +466,40 @@ func (f *Filter) Close() error {
 	f.closed = true
 	return errors.Join(f.detachLocked(), f.objs.Close())
 }
+
+// AttachPassThrough attaches a program that passes every frame to interface
+// ifname (in the calling thread's namespace), in native mode. A veth device
+// delivers frames that its peer sends with XDP_TX (syncookie mode answers)
+// only when it has an XDP program itself: call this on the peer of a veth
+// the filter is attached to natively. Close detaches and frees it.
+func AttachPassThrough(ifname string) (io.Closer, error) {
+	ifi, err := net.InterfaceByName(ifname)
+	if err != nil {
+		return nil, fmt.Errorf("attaching XDP pass-through: interface %q: %w", ifname, err)
+	}
+	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+		Name:    "xdp_pass",
+		Type:    ebpf.XDP,
+		License: "Dual BSD/GPL",
+		Instructions: asm.Instructions{
+			asm.Mov.Imm(asm.R0, 2), // XDP_PASS
+			asm.Return(),
+		},
+	})
+	if err != nil {
+		return nil, classify("loading XDP pass-through", err)
+	}
+	l, err := link.AttachXDP(link.XDPOptions{Program: prog, Interface: ifi.Index, Flags: link.XDPDriverMode})
+	if err != nil {
+		prog.Close()
+		return nil, classify("attaching XDP pass-through to "+ifname, err)
+	}
+	return passThrough{l, prog}, nil
+}
+
+type passThrough struct {
+	l link.Link
+	p *ebpf.Program
+}
+
+func (p passThrough) Close() error { return errors.Join(p.l.Close(), p.p.Close()) }

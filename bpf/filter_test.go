@@ -388,7 +388,7 @@ func TestCollector(t *testing.T) {
 	run(t, f, syn("198.18.1.1", 80))
 	run(t, f, syn("198.18.2.1", 80))
 	got := gather()
-	want := map[string]float64{"pass": 1, "drop_rate": 2, "drop_deny": 1}
+	want := map[string]float64{"pass": 1, "drop_rate": 2, "drop_deny": 1, "syncookie_sent": 0, "drop_syncookie": 0}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("exported %v, want %v", got, want)
 	}

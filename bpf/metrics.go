@@ -7,7 +7,8 @@ import (
 )
 
 // Collector exports palisade_synflood_packets_total{verdict} (pass,
-// drop_rate, drop_deny), read from the kernel at scrape time. It outlives
+// drop_rate, drop_deny, and for syncookie mode syncookie_sent and
+// drop_syncookie), read from the kernel at scrape time. It outlives
 // filters: on reload the daemon points it at the new Filter with SetFilter,
 // or at nil when the filter is disabled (then nothing is exported).
 type Collector struct {
@@ -52,7 +53,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		return
 	}
-	for _, v := range []string{VerdictPass, VerdictDropRate, VerdictDropDeny} {
+	for _, v := range []string{VerdictPass, VerdictDropRate, VerdictDropDeny, VerdictSyncookieSent, VerdictDropSyncookie} {
 		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, float64(m[v]), v)
 	}
 }

@@ -25,6 +25,8 @@ type synfloodConfig struct {
 	PortIntervalNs  uint64
 	PortToleranceNs uint64
 	TrustTtlNs      uint64
+	Mode            uint32
+	Mtu             uint32
 }
 
 type synfloodLpmV4 struct {
@@ -49,6 +51,12 @@ type synfloodSrcKey struct {
 	Addr [4]uint32
 }
 
+type synfloodStampKey struct {
+	_    structs.HostLayout
+	Addr [4]uint32
+	Port uint32
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
@@ -61,6 +69,7 @@ const (
 	synfloodMapDenyV6     = "deny_v6"
 	synfloodMapPorts      = "ports"
 	synfloodMapSrcBuckets = "src_buckets"
+	synfloodMapStamps     = "stamps"
 	synfloodMapTrusted    = "trusted"
 	synfloodProgSynflood  = "synflood"
 )
@@ -122,6 +131,7 @@ type synfloodMapSpecs struct {
 	DenyV6     *ebpf.MapSpec `ebpf:"deny_v6"`
 	Ports      *ebpf.MapSpec `ebpf:"ports"`
 	SrcBuckets *ebpf.MapSpec `ebpf:"src_buckets"`
+	Stamps     *ebpf.MapSpec `ebpf:"stamps"`
 	Trusted    *ebpf.MapSpec `ebpf:"trusted"`
 }
 
@@ -159,6 +169,7 @@ type synfloodMaps struct {
 	DenyV6     *ebpf.Map `ebpf:"deny_v6"`
 	Ports      *ebpf.Map `ebpf:"ports"`
 	SrcBuckets *ebpf.Map `ebpf:"src_buckets"`
+	Stamps     *ebpf.Map `ebpf:"stamps"`
 	Trusted    *ebpf.Map `ebpf:"trusted"`
 }
 
@@ -172,6 +183,7 @@ func (m *synfloodMaps) Close() error {
 		m.DenyV6,
 		m.Ports,
 		m.SrcBuckets,
+		m.Stamps,
 		m.Trusted,
 	)
 }

@@ -34,7 +34,7 @@ func TestSynfloodNamespaces(t *testing.T) {
 	res := runScenario(t, scenario{
 		name:        "filter",
 		filter:      filterConfig(),
-		xdpMode:     bpf.ModeAuto,
+		xdpMode:     bpf.XDPAuto,
 		duration:    4 * time.Second,
 		flood:       floodSpec{Src: spoofRange, Count: 1_000_000, Duration: 4 * time.Second, Rate: 100_000},
 		workers:     4,
@@ -65,7 +65,7 @@ func TestSynfloodSingleSource(t *testing.T) {
 	res := runScenario(t, scenario{
 		name:        "single-source",
 		filter:      cfg,
-		xdpMode:     bpf.ModeAuto,
+		xdpMode:     bpf.XDPAuto,
 		duration:    2 * time.Second,
 		flood:       floodSpec{Src: netip.MustParsePrefix("198.19.7.7/32"), Count: 100_000, Duration: 2 * time.Second, Rate: 50_000},
 		workers:     2,
@@ -111,7 +111,7 @@ func TestBenchSynflood(t *testing.T) {
 	on := base
 	on.name = "XDP filter"
 	on.filter = filterConfig()
-	on.xdpMode = bpf.ModeAuto
+	on.xdpMode = bpf.XDPAuto
 
 	var results []result
 	for _, sc := range []scenario{off, on} {
