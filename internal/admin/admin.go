@@ -1,0 +1,248 @@
+// Package admin serves the admin HTTP API, the live stats dashboard and the
+// Prometheus metrics on global.admin.listen, and implements `palisade ctl`,
+// the command-line client of that API.
+//
+// Access: GET /healthz and the dashboard's static page and assets (which hold
+// no data) are open. Everything else needs "Authorization: Bearer <token>"
+// with the token read from admin.token_file: 401 without it, 403 with a wrong
+// one. /metrics is open with admin.metrics_public. On a unix socket without a
+// token file no token is needed: the socket's 0600 mode guards it. TCP
+// without a token file is refused by Apply.
+package admin
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/palisade-lb/palisade/internal/api"
+	"github.com/palisade-lb/palisade/internal/config"
+	"github.com/palisade-lb/palisade/internal/daemon"
+)
+
+// Daemon is what the admin API reads and changes. Errors for an unknown
+// backend, server or VRRP instance wrap daemon.ErrNotFound; requests that
+// cannot be applied as asked wrap daemon.ErrInvalid. Reload returns
+// config.Errors (possibly wrapped) when the file is invalid.
+type Daemon interface {
+	Status() api.Status
+	Frontends() []api.Frontend
+	Backends() []api.Backend
+	Backend(name string) (api.Backend, error)
+	SetServer(backend, server string, u api.ServerUpdate, caller string) (api.Server, error)
+	Reload() error
+	VRRP() []api.VRRP
+	ResignVRRP(instance string) error
+}
+
+var _ Daemon = (*daemon.Daemon)(nil)
+
+// HTTP server limits. A reload runs inside its request, so the write timeout
+// leaves room for a slow one (DNS lookups, binding many listeners).
+const (
+	readHeaderTimeout = 5 * time.Second
+	readTimeout       = 30 * time.Second
+	writeTimeout      = 2 * time.Minute
+	idleTimeout       = 2 * time.Minute
+	maxHeaderBytes    = 32 << 10
+	// shutdownTimeout bounds how long a retired listener's in-flight
+	// requests may run before their connections are closed.
+	shutdownTimeout = 10 * time.Second
+)
+
+// Server is the admin HTTP server. Its zero value is not usable; call New.
+type Server struct {
+	d       Daemon
+	reg     *prometheus.Registry
+	log     *slog.Logger
+	handler http.Handler
+	policy  atomic.Pointer[policy]
+
+	mu     sync.Mutex // serialises Apply and Close
+	cur    *binding
+	closed bool
+	wg     sync.WaitGroup // serving and retiring goroutines
+}
+
+// policy is the access rule set by the last successful Apply.
+type policy struct {
+	token         [sha256.Size]byte // SHA-256 of the token, compared in constant time
+	hasToken      bool
+	metricsPublic bool
+}
+
+// binding is one listener with the http.Server serving it.
+type binding struct {
+	listen  string
+	ln      net.Listener
+	srv     *http.Server
+	cleanup func() // removes a unix socket file; nil for TCP
+}
+
+// New returns a Server serving d's views and reg's metrics (an empty registry
+// when reg is nil), logging to log (slog.Default() when nil). It binds
+// nothing and starts no goroutine: Apply does.
+func New(d Daemon, reg *prometheus.Registry, log *slog.Logger) *Server {
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	s := &Server{d: d, reg: reg, log: log.With("component", "admin")}
+	s.policy.Store(&policy{})
+	s.handler = s.routes()
+	return s
+}
+
+// Apply makes the server follow cfg. The token file is read again on every
+// call, so a reload rotates the token. When cfg.Listen changed, the new
+// address is bound first and served, then the old listener stops accepting
+// and its in-flight requests finish in the background (so a reload asked for
+// over the API can rebind the API). Listen is "host:port" or "unix:/path";
+// a socket file is created with mode 0600 after removing a stale one. Empty
+// Listen turns the admin API off. On any error nothing changes: the old
+// listener and token stay in use.
+func (s *Server) Apply(cfg config.Admin) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return errors.New("admin server is closed")
+	}
+	p := &policy{metricsPublic: cfg.MetricsPublic}
+	if cfg.TokenFile != "" {
+		tok, err := config.ReadToken(cfg.TokenFile)
+		if err != nil {
+			return fmt.Errorf("admin token_file: %w", err)
+		}
+		if tok == "" {
+			return fmt.Errorf("admin token_file %s is empty", cfg.TokenFile)
+		}
+		p.token, p.hasToken = sha256.Sum256([]byte(tok)), true
+	}
+	isUnix := strings.HasPrefix(cfg.Listen, "unix:")
+	if cfg.Listen != "" && !isUnix && !p.hasToken {
+		return fmt.Errorf("admin listen %s: token_file is required when the admin API listens on TCP", cfg.Listen)
+	}
+
+	if s.cur != nil && s.cur.listen == cfg.Listen {
+		s.policy.Store(p)
+		return nil
+	}
+	var next *binding
+	if cfg.Listen != "" {
+		b, err := s.bind(cfg.Listen)
+		if err != nil {
+			return err
+		}
+		next = b
+	}
+	s.policy.Store(p)
+	old := s.cur
+	s.cur = next
+	if next != nil {
+		s.serve(next)
+		s.log.Info("admin API listening", "listen", cfg.Listen, "addr", next.ln.Addr().String(),
+			"token", p.hasToken, "metrics_public", p.metricsPublic)
+	} else {
+		s.log.Info("admin API disabled")
+	}
+	if old != nil {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.retire(old)
+		}()
+	}
+	return nil
+}
+
+// Addr is the bound address, or nil when the admin API is off.
+func (s *Server) Addr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cur == nil {
+		return nil
+	}
+	return s.cur.ln.Addr()
+}
+
+// Close stops accepting, lets in-flight requests finish (closing what is
+// still open after a bounded wait), removes the socket file and returns once
+// every goroutine the Server started has ended. It must not be called from a
+// request handler. Apply fails after Close.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	old := s.cur
+	s.cur = nil
+	s.closed = true
+	s.mu.Unlock()
+	if old != nil {
+		s.retire(old)
+	}
+	s.wg.Wait()
+	return nil
+}
+
+// Handler is the admin API's HTTP handler, for embedding it elsewhere and for
+// tests. It treats every request as coming over TCP.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+func (s *Server) bind(listen string) (*binding, error) {
+	if path, ok := strings.CutPrefix(listen, "unix:"); ok {
+		ln, cleanup, err := listenUnix(path)
+		if err != nil {
+			return nil, fmt.Errorf("admin listen %s: %w", listen, err)
+		}
+		return &binding{listen: listen, ln: ln, cleanup: cleanup}, nil
+	}
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return nil, fmt.Errorf("admin listen: %w", err)
+	}
+	return &binding{listen: listen, ln: ln}, nil
+}
+
+func (s *Server) serve(b *binding) {
+	b.srv = &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		ConnContext:       connContext,
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := b.srv.Serve(b.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("admin API stopped serving", "listen", b.listen, "error", err)
+		}
+	}()
+}
+
+// retire stops b: no new connections, in-flight requests get shutdownTimeout.
+func (s *Server) retire(b *binding) {
+	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	if err := b.srv.Shutdown(ctx); err != nil {
+		s.log.Warn("admin API listener closed with requests in flight", "listen", b.listen, "error", err)
+		_ = b.srv.Close()
+	}
+	if b.cleanup != nil {
+		b.cleanup()
+	}
+	s.log.Info("admin API listener closed", "listen", b.listen)
+}
