@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -56,6 +57,7 @@ type conn struct {
 	rdl, wdl    time.Time // last deadlines set on nc (see deadlineFresh)
 	state       atomic.Int32
 	draining    atomic.Bool
+	drainWG     sync.WaitGroup
 
 	// per request
 	failStatus int // last retryable failure of this request

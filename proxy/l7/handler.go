@@ -141,11 +141,19 @@ func (h *Handler) ServeConn(ctx context.Context, nc net.Conn, client netip.AddrP
 	}
 	c := connPool.Get().(*conn)
 	c.init(ctx, h, nc, client, isTLS)
+	var stop func() bool
 	if ctx.Done() != nil {
-		stop := context.AfterFunc(ctx, c.onDrain)
-		defer stop()
+		c.drainWG.Add(1)
+		stop = context.AfterFunc(ctx, func() {
+			defer c.drainWG.Done()
+			c.onDrain()
+		})
 	}
 	c.serve()
+	if stop != nil && stop() {
+		c.drainWG.Done() // never ran
+	}
+	c.drainWG.Wait() // c is pooled: onDrain must be finished with it
 	c.release()
 	connPool.Put(c)
 }
