@@ -40,6 +40,9 @@ type result struct {
 	softirq       float64 // host-wide softirq CPU seconds during the run
 	cookiesSent   uint64
 	listenDrops   uint64
+	cookiesRecv   uint64 // cookie ACKs the server's kernel accepted
+	cookiesFailed uint64
+	xdpCookies    uint64 // SYN-ACKs sent from XDP
 	elapsed       time.Duration
 	trustMarked   uint64
 	counterDetail map[string]uint64
@@ -205,6 +208,19 @@ func runScenario(t *testing.T, sc scenario) result {
 			t.Fatalf("attaching filter: %v", err)
 		}
 		res.xdpMode = f.Mode()
+		if sc.filter.Mode == bpf.FilterSyncookie && res.xdpMode == bpf.XDPNative {
+			// veth delivers XDP_TX frames only to a peer with XDP.
+			var pt io.Closer
+			err := inNetns(tp.bridgeNS, func() error {
+				var err error
+				pt, err = bpf.AttachPassThrough(tp.serverPeer)
+				return err
+			})
+			if err != nil {
+				t.Fatalf("pass-through on the server's bridge port: %v", err)
+			}
+			t.Cleanup(func() { pt.Close() })
+		}
 	}
 
 	// Warm-up before the attack: the client is a returning one, and with
@@ -276,6 +292,8 @@ func runScenario(t *testing.T, sc scenario) result {
 	res.softirq = soft1 - soft0
 	res.cookiesSent = ns1["SyncookiesSent"] - ns0["SyncookiesSent"]
 	res.listenDrops = ns1["ListenDrops"] - ns0["ListenDrops"]
+	res.cookiesRecv = ns1["SyncookiesRecv"] - ns0["SyncookiesRecv"]
+	res.cookiesFailed = ns1["SyncookiesFailed"] - ns0["SyncookiesFailed"]
 	secs := res.elapsed.Seconds()
 	res.sentPPS = float64(res.sent) / secs
 	if f != nil {
@@ -291,6 +309,7 @@ func runScenario(t *testing.T, sc scenario) result {
 		res.droppedPPS = float64(res.dropped) / secs
 		res.synsPassed = after[bpf.VerdictPass] - before[bpf.VerdictPass]
 		res.trustMarked = after[bpf.DetailTrustMarked]
+		res.xdpCookies = after[bpf.VerdictSyncookieSent] - before[bpf.VerdictSyncookieSent]
 	}
 	if st.firstErr != nil && st.ok == 0 {
 		t.Fatalf("client: no connection succeeded: %v", st.firstErr)
@@ -304,6 +323,6 @@ func runScenario(t *testing.T, sc scenario) result {
 }
 
 func (r result) String() string {
-	return fmt.Sprintf("%s: success %d/%d (%.2f%%), connect p50 %v p99 %v, attack sent %d (%.0f pps), dropped in XDP %d (%.0f/s), SYNs passed %d, softirq %.2f s, syncookies sent %d, listen drops %d, xdp mode %q",
-		r.name, r.ok, r.attempts, 100*r.successRate(), r.p50, r.p99, r.sent, r.sentPPS, r.dropped, r.droppedPPS, r.synsPassed, r.softirq, r.cookiesSent, r.listenDrops, r.xdpMode)
+	return fmt.Sprintf("%s: success %d/%d (%.2f%%), connect p50 %v p99 %v, attack sent %d (%.0f pps), dropped in XDP %d (%.0f/s), SYNs passed %d, softirq %.2f s, kernel syncookies sent %d recv %d failed %d, XDP syncookies sent %d, listen drops %d, xdp mode %q",
+		r.name, r.ok, r.attempts, 100*r.successRate(), r.p50, r.p99, r.sent, r.sentPPS, r.dropped, r.droppedPPS, r.synsPassed, r.softirq, r.cookiesSent, r.cookiesRecv, r.cookiesFailed, r.xdpCookies, r.listenDrops, r.xdpMode)
 }

@@ -37,6 +37,7 @@ type topology struct {
 	server, client, attacker string // namespace names
 	bridgeNS                 string
 	serverDev                string // the server's interface: eth0
+	serverPeer               string // its veth peer, a bridge port
 }
 
 func needRoot(t *testing.T) {
@@ -88,6 +89,7 @@ func newTopology(t *testing.T) *topology {
 		run(t, "ip", "-n", h.ns, "link", "set", "eth0", "up")
 	}
 	run(t, "ip", "-n", tp.server, "route", "add", spoofRange.String(), "via", attackerAddr.String())
+	tp.serverPeer = p + "s"
 	return tp
 }
 
