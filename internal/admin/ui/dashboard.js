@@ -38,6 +38,7 @@
     $('login-reason').textContent = reason;
     $('login').classList.remove('hidden');
     $('main').classList.add('hidden');
+    $('updated').textContent = 'token needed';
     $('token-input').focus();
   }
 
@@ -301,10 +302,10 @@
         el('span', { class: 'name' }, b.name),
         b.up ? badge('ok', 'up') : badge('bad', 'down'),
         el('span', { class: 'sub' }, `balance ${b.balance || '?'}`),
-        el('span', { class: 'sub' }, `${b.active_servers} of ${servers.length} server${servers.length === 1 ? '' : 's'} available`));
+        el('span', { class: 'sub avail' }, `${b.active_servers} of ${servers.length} server${servers.length === 1 ? '' : 's'} available`));
       const rows = servers.length ? servers.map((s) => el('tr', { class: rowClass(s) },
         el('td', null, el('strong', null, s.name), s.backup ? el('span', { class: 'tag' }, 'backup') : null),
-        el('td', { class: 'mono', title: s.address !== s.resolved ? `configured ${s.address}` : null }, s.resolved || s.address),
+        el('td', { class: 'mono', title: s.address !== s.resolved ? `${s.resolved} (configured ${s.address})` : s.address }, s.resolved || s.address),
         el('td', null, stateBadge(s)),
         healthCell(s.health),
         num(s.weight === s.config_weight ? fmtInt(s.weight) : `${fmtInt(s.weight)} / ${fmtInt(s.config_weight)}`,
@@ -318,12 +319,17 @@
         el('td', { class: 'reason' }, s.last_check || '—'),
         el('td', null, stateSelect(b.name, s)),
       )) : [emptyRow(13, 'No servers.')];
-      const table = el('table', null,
+      const cols = ['name', 'addr', 'state', 'health', 'weight', 'cur', 'max', 'total', 'fails', 'bytes', 'bytes', 'reason', 'set'];
+      const table = el('table', { class: 'servers' },
+        el('colgroup', null, ...cols.map((c) => el('col', { class: 'c-' + c }))),
         el('thead', null, el('tr', null,
           el('th', null, 'Server'), el('th', null, 'Address'), el('th', null, 'State'), el('th', null, 'Health'),
-          el('th', { class: 'num' }, 'Weight'), el('th', { class: 'num' }, 'Current'), el('th', { class: 'num' }, 'Max'),
-          el('th', { class: 'num' }, 'Total'), el('th', { class: 'num' }, 'Conn fails'),
-          el('th', { class: 'num' }, 'Bytes in'), el('th', { class: 'num' }, 'Bytes out'),
+          el('th', { class: 'num' }, 'Weight'), el('th', { class: 'num', title: 'current connections' }, 'Conns'),
+          el('th', { class: 'num', title: 'connection limit' }, 'Max'),
+          el('th', { class: 'num', title: 'connections since start' }, 'Total'),
+          el('th', { class: 'num', title: 'failed connection attempts' }, 'Fails'),
+          el('th', { class: 'num', title: 'bytes from the server' }, 'In'),
+          el('th', { class: 'num', title: 'bytes to the server' }, 'Out'),
           el('th', null, 'Last check'), el('th', null, 'Set'))),
         el('tbody', null, ...rows));
       return el('div', { class: 'backend' }, head, el('div', { class: 'scroll' }, table));
@@ -375,6 +381,7 @@
   // "updated 3s ago", and stale when polls keep failing.
   function tick() {
     const u = $('updated');
+    if (!$('login').classList.contains('hidden')) { u.textContent = 'token needed'; return; }
     if (!lastOK) { u.textContent = paused ? 'paused' : 'connecting…'; return; }
     const age = (Date.now() - lastOK) / 1000;
     u.textContent = (paused ? 'paused · ' : '') + (age < 1.5 ? 'updated just now' : `updated ${fmtDuration(age)} ago`);
