@@ -207,8 +207,8 @@ func (c *conn) readHead() bool {
 // and closes the connection.
 func (c *conn) reject(status int, reason string) {
 	c.h.log.Info("request rejected", "client", c.client.String(), "status", status, "reason", reason)
-	c.writeError(status, true)
 	c.h.none.observe(status, 0)
+	c.writeError(status, true)
 }
 
 func (c *conn) writeError(status int, closeConn bool) {
