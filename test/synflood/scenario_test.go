@@ -185,7 +185,7 @@ func percentile(d []time.Duration, p float64) time.Duration {
 }
 
 func sumDrops(c map[string]uint64) uint64 {
-	return c[bpf.VerdictDropRate] + c[bpf.VerdictDropDeny]
+	return c[bpf.VerdictDropRate] + c[bpf.VerdictDropDeny] + c[bpf.VerdictDropSyncookie]
 }
 
 // runScenario builds a fresh topology and measures one run.

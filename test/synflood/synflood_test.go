@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/palisade-lb/palisade/bpf"
+	"github.com/palisade-lb/palisade/bpf/packet"
 )
 
 var benchSynflood = flag.Bool("bench-synflood", false, "run TestBenchSynflood (make bench-synflood)")
@@ -31,10 +32,16 @@ func filterConfig() *bpf.Config {
 // random-source SYN flood is dropped in XDP and the client keeps at least
 // 99% of its connections.
 func TestSynfloodNamespaces(t *testing.T) {
+	for _, mode := range []string{bpf.XDPNative, bpf.XDPGeneric} {
+		t.Run(mode, func(t *testing.T) { testRateLimit(t, mode) })
+	}
+}
+
+func testRateLimit(t *testing.T, xdpMode string) {
 	res := runScenario(t, scenario{
-		name:        "filter",
+		name:        "ratelimit " + xdpMode,
 		filter:      filterConfig(),
-		xdpMode:     bpf.XDPAuto,
+		xdpMode:     xdpMode,
 		duration:    4 * time.Second,
 		flood:       floodSpec{Src: spoofRange, Count: 1_000_000, Duration: 4 * time.Second, Rate: 100_000},
 		workers:     4,
@@ -88,12 +95,18 @@ func TestSynfloodSingleSource(t *testing.T) {
 // every SYN itself; the client's handshakes complete through cookies that
 // the server's kernel accepts, and the flood never reaches the TCP stack.
 func TestSynfloodSyncookie(t *testing.T) {
+	for _, mode := range []string{bpf.XDPNative, bpf.XDPGeneric} {
+		t.Run(mode, func(t *testing.T) { testSyncookie(t, mode) })
+	}
+}
+
+func testSyncookie(t *testing.T, xdpMode string) {
 	cfg := filterConfig()
 	cfg.Mode = bpf.FilterSyncookie
 	res := runScenario(t, scenario{
-		name:        "syncookie",
+		name:        "syncookie " + xdpMode,
 		filter:      cfg,
-		xdpMode:     bpf.XDPAuto,
+		xdpMode:     xdpMode,
 		duration:    3 * time.Second,
 		flood:       floodSpec{Src: spoofRange, Count: 300_000, Duration: 3 * time.Second, Rate: 100_000},
 		workers:     4,
@@ -113,6 +126,31 @@ func TestSynfloodSyncookie(t *testing.T) {
 	}
 	if res.synsPassed > uint64(res.sent)/100 {
 		t.Errorf("%d SYNs reached the stack during a %d SYN flood", res.synsPassed, res.sent)
+	}
+}
+
+// TestSynfloodSyncookieACKFlood: spoofed ACKs that would have the kernel
+// check a cookie (and answer RSTs) are dropped in XDP.
+func TestSynfloodSyncookieACKFlood(t *testing.T) {
+	cfg := filterConfig()
+	cfg.Mode = bpf.FilterSyncookie
+	res := runScenario(t, scenario{
+		name:        "syncookie ACK flood",
+		filter:      cfg,
+		xdpMode:     bpf.XDPAuto,
+		duration:    2 * time.Second,
+		flood:       floodSpec{Src: spoofRange, Count: 200_000, Duration: 2 * time.Second, Rate: 100_000, Flags: packet.ACK},
+		workers:     2,
+		interval:    20 * time.Millisecond,
+		dialTimeout: 3 * time.Second,
+	})
+	t.Log(res)
+	t.Logf("filter counters during the attack: %v", res.counterDetail)
+	if res.successRate() < 0.99 {
+		t.Errorf("client success rate %.2f%% < 99%%", 100*res.successRate())
+	}
+	if d := res.counterDetail[bpf.VerdictDropSyncookie]; d < uint64(res.sent)*9/10 {
+		t.Errorf("dropped %d of %d spoofed ACKs", d, res.sent)
 	}
 }
 
