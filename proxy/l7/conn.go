@@ -63,6 +63,8 @@ type conn struct {
 	failStatus int // last retryable failure of this request
 	failWhy    string
 	logMethod  []byte
+	respAt     time.Time // response head received
+	lastEnd    time.Time // previous response sent
 	logPath    []byte
 	start      time.Time
 	bytesIn    int64
@@ -74,6 +76,7 @@ func (c *conn) init(ctx context.Context, h *Handler, nc net.Conn, client netip.A
 	c.tcp, _ = nc.(*net.TCPConn)
 	c.roff, c.rn, c.served = 0, 0, 0
 	c.rdl, c.wdl = time.Time{}, time.Time{}
+	c.lastEnd = time.Time{}
 	c.state.Store(stBusy)
 	c.draining.Store(false)
 }
@@ -164,7 +167,10 @@ func (c *conn) readHead() bool {
 			if c.served == 0 {
 				d = h.cfg.Timeouts.HTTPRequest
 			}
-			now := time.Now()
+			now := c.lastEnd // when the previous response was sent
+			if c.served == 0 || now.IsZero() {
+				now = time.Now()
+			}
 			if t := now.Add(d); !deadlineFresh(c.rdl, t, d) {
 				c.readDeadline(t)
 			}
@@ -189,10 +195,10 @@ func (c *conn) readHead() bool {
 		}
 		n, err := c.nc.Read(c.rbuf[c.rn:])
 		c.rn += n
-		if n > 0 && !started {
-			started = true
+		if n > 0 {
+			// Bytes of a request arrived: a drain now waits for it. The
+			// http_request deadline is armed above if the head is incomplete.
 			c.state.Store(stBusy)
-			c.readDeadline(time.Now().Add(h.cfg.Timeouts.HTTPRequest))
 		}
 		if err != nil && n == 0 {
 			if c.rn > c.roff && isTimeout(err) && !c.draining.Load() {
@@ -415,16 +421,22 @@ func (c *conn) failBeforeResponse(be *backendRef, srv Server, status int, bodyDo
 func (c *conn) attempt(be *backendRef, srv Server, fresh bool, maxAge time.Duration, replayable, idem, bodyDone bool, sticky Server) (result, bool) {
 	h := c.h
 	addr := srv.Addr()
+	var queued time.Duration
+	if h.cfg.AccessLog {
+		queued = time.Since(c.start) // routing + server choice
+	}
 	var u *upConn
 	if !fresh {
-		u = h.pool.get(addr, h.now(), maxAge)
+		u = h.pool.get(addr, int64(c.start.Sub(h.epoch)), maxAge)
 	}
-	tConn := time.Now()
+	tSent := c.start
 	var connectDur time.Duration
 	if u == nil {
 		var err error
+		tDial := time.Now()
 		u, err = h.pool.dial(c.ctx, addr)
-		connectDur = time.Since(tConn)
+		tSent = time.Now()
+		connectDur = tSent.Sub(tDial)
 		if err != nil {
 			srv.Done(Outcome{ConnectFailed: true, Timeout: isTimeout(err), Connect: connectDur})
 			h.log.Warn("connect failed", "backend", be.name, "server", srv.Name(), "addr", addr, "err", err)
@@ -432,7 +444,6 @@ func (c *conn) attempt(be *backendRef, srv Server, fresh bool, maxAge time.Durat
 			return resRetryOther, false
 		}
 	}
-	tSent := time.Now()
 	if t := tSent.Add(h.cfg.Timeouts.Server); !deadlineFresh(u.dl, t, h.cfg.Timeouts.Server) {
 		u.dl = t
 		u.nc.SetDeadline(t)
@@ -472,7 +483,8 @@ func (c *conn) attempt(be *backendRef, srv Server, fresh bool, maxAge time.Durat
 		}
 	}
 	err := c.readResponseHead(u)
-	respDur := time.Since(tSent)
+	c.respAt = time.Now()
+	respDur := c.respAt.Sub(tSent)
 	if err != nil {
 		u.nc.Close()
 		switch {
@@ -497,9 +509,10 @@ func (c *conn) attempt(be *backendRef, srv Server, fresh bool, maxAge time.Durat
 	keep, out := c.respond(be, srv, u, sticky)
 	status := c.resp.Status
 	srv.Done(Outcome{Status: status, BytesIn: c.bytesIn, BytesOut: out, Connect: connectDur, Response: respDur})
-	be.st.observe(status, time.Since(c.start).Seconds())
+	c.lastEnd = time.Now()
+	be.st.observe(status, c.lastEnd.Sub(c.start).Seconds())
 	if h.cfg.AccessLog {
-		c.accessLogTimes(be, srv, status, tConn.Sub(c.start), connectDur, respDur)
+		c.accessLogTimes(be, srv, status, queued, connectDur, respDur)
 	}
 	return resOK, keep
 }

@@ -113,8 +113,6 @@ func (h *Handler) Close() {
 	}
 }
 
-func (h *Handler) now() int64 { return int64(time.Since(h.epoch)) }
-
 // ServeConn serves one accepted client connection and closes it. It blocks
 // until the client leaves, an error or timeout ends the connection, or ctx is
 // cancelled: then the request in flight is finished (answered with

@@ -84,7 +84,7 @@ func (c *conn) respond(be *backendRef, srv Server, u *upConn, sticky Server) (bo
 		w = append(w, body...)
 	}
 	c.wbuf = w
-	if t := time.Now().Add(h.cfg.Timeouts.Client); !deadlineFresh(c.wdl, t, h.cfg.Timeouts.Client) {
+	if t := c.respAt.Add(h.cfg.Timeouts.Client); !deadlineFresh(c.wdl, t, h.cfg.Timeouts.Client) {
 		c.writeDeadline(t)
 	}
 	if _, err := c.nc.Write(w); err != nil {
@@ -171,7 +171,7 @@ func (c *conn) respond(be *backendRef, srv Server, u *upConn, sticky Server) (bo
 		return false, out
 	}
 	if upKeep {
-		h.pool.put(u, h.now())
+		h.pool.put(u, int64(c.respAt.Sub(h.epoch)))
 	} else {
 		u.nc.Close()
 	}

@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -63,7 +64,18 @@ func main() {
 	listen := flag.String("listen", "127.0.0.1:8080", "listen address")
 	servers := flag.String("servers", "127.0.0.1:8081", "comma-separated server addresses")
 	accessLog := flag.Bool("access-log", false, "log every request")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile here until stopped")
 	flag.Parse()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			log.Fatal(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			log.Fatal(err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	be := &backend{}
 	for i, a := range strings.Split(*servers, ",") {
 		be.servers = append(be.servers, &server{name: "s" + string(rune('1'+i)), addr: a})
