@@ -233,7 +233,7 @@ static __always_inline int parse_ipv6(void *l3, void *end, struct pkt *p)
 {
 	struct ipv6hdr *ip6 = l3;
 
-	if ((void *)(ip6 + 1) > end)
+	if ((void *)(ip6 + 1) > end || ip6->version != 6)
 		return -1;
 	__u8 nexthdr = ip6->nexthdr;
 	void *cur = ip6 + 1;
@@ -285,7 +285,7 @@ static __always_inline int parse_ipv4(void *l3, void *end, struct pkt *p)
 
 	if ((void *)(ip + 1) > end)
 		return -1;
-	if (ip->protocol != IPPROTO_TCP || ip->ihl < 5)
+	if (ip->version != 4 || ip->protocol != IPPROTO_TCP || ip->ihl < 5)
 		return -1;
 	/* Non-first fragments carry no TCP header. */
 	if (ip->frag_off & bpf_htons(0x1fff))
