@@ -1,0 +1,125 @@
+// Command tcp benchmarks palisade's tcp mode against HAProxy 2.6 `mode tcp`
+// and against the backends directly, all on loopback:
+//
+//   - bulk throughput: 100 MiB GETs over a few keep-alive connections (MB/s);
+//   - new connections: wrk with Connection: close, one request per connection;
+//   - keep-alive: wrk on a small response over persistent connections;
+//   - memory: VmRSS of each proxy holding 10k idle proxied connections.
+//
+// For each it reports medians over alternating runs of the rate, wrk's p99
+// latency and the proxy's CPU time (utime+stime of all its threads, from
+// /proc/PID/stat) per request or per GB, and the palisade/HAProxy and
+// palisade/direct ratios, as a Markdown table for the README.
+//
+// Usage (make bench-tcp): go run ./test/bench/tcp -palisade bin/palisade
+// It needs haproxy, nginx and wrk: bash test/install-deps.sh bench.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime"
+	"syscall"
+	"time"
+)
+
+type options struct {
+	palisade  string
+	runs      int
+	duration  time.Duration
+	quick     bool
+	out       string
+	threads   int // wrk threads
+	conns     int // wrk connections
+	bulkConns int
+	bigMiB    int
+	idle      int
+	nbthread  int
+	profile   string
+	keep      bool
+}
+
+func defaultOptions() options {
+	return options{runs: 5, duration: 5 * time.Second, threads: 2, conns: 50, bulkConns: 4, bigMiB: 100,
+		idle: 10000, nbthread: runtime.NumCPU()}
+}
+
+func main() {
+	if os.Getenv(holderEnv) == "1" {
+		holderMain()
+		return
+	}
+	o := defaultOptions()
+	flag.StringVar(&o.palisade, "palisade", "bin/palisade", "palisade binary to benchmark")
+	flag.IntVar(&o.runs, "runs", o.runs, "runs of each measurement (medians are reported)")
+	flag.DurationVar(&o.duration, "duration", o.duration, "length of each run")
+	flag.BoolVar(&o.quick, "quick", false, "smoke test: 1 run of 2s")
+	flag.StringVar(&o.out, "out", "", "also write the Markdown table to this file")
+	flag.IntVar(&o.threads, "threads", o.threads, "wrk threads")
+	flag.IntVar(&o.conns, "conns", o.conns, "wrk connections")
+	flag.IntVar(&o.bulkConns, "bulk-conns", o.bulkConns, "parallel connections of the bulk test")
+	flag.IntVar(&o.bigMiB, "big-mib", o.bigMiB, "size of the bulk test's file in MiB")
+	flag.IntVar(&o.idle, "idle", o.idle, "idle proxied connections for the memory test (0 = skip)")
+	flag.IntVar(&o.nbthread, "nbthread", o.nbthread, "HAProxy nbthread (default: CPUs, like palisade's GOMAXPROCS)")
+	flag.StringVar(&o.profile, "profile", "", "after the runs, trace syscalls (strace -c) and profile (perf) each proxy under load; files go to this dir")
+	flag.BoolVar(&o.keep, "keep", false, "keep the work dir (configs, logs)")
+	flag.Parse()
+	if o.quick {
+		o.runs, o.duration = 1, 2*time.Second
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, o, os.Stdout, os.Stderr))
+}
+
+// run is the whole benchmark; it returns the exit code.
+func run(ctx context.Context, o options, stdout, stderr io.Writer) int {
+	logf := func(format string, a ...any) { fmt.Fprintf(stderr, format+"\n", a...) }
+	tools, err := findTools()
+	if err != nil {
+		logf("bench-tcp: %v", err)
+		return 2
+	}
+	if o.runs < 1 || o.duration < time.Second {
+		logf("bench-tcp: -runs must be >= 1 and -duration >= 1s")
+		return 2
+	}
+	if _, err := os.Stat(o.palisade); err != nil {
+		logf("bench-tcp: palisade binary: %v (run make build)", err)
+		return 2
+	}
+	b, err := setup(ctx, o, tools, logf)
+	if b != nil {
+		defer b.close(o.keep, logf)
+	}
+	if err != nil {
+		logf("bench-tcp: setup: %v", err)
+		return 1
+	}
+	res, err := b.measure(ctx)
+	if err != nil {
+		logf("bench-tcp: %v", err)
+		return 1
+	}
+	if o.profile != "" {
+		prof, err := b.profileAll(ctx, o.profile)
+		if err != nil {
+			logf("bench-tcp: profile: %v", err)
+			return 1
+		}
+		res.profile = prof
+	}
+	md := b.report(res)
+	fmt.Fprint(stdout, md)
+	if o.out != "" {
+		if err := os.WriteFile(o.out, []byte(md), 0o644); err != nil {
+			logf("bench-tcp: writing %s: %v", o.out, err)
+			return 1
+		}
+	}
+	return 0
+}

@@ -1,0 +1,97 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestMain(m *testing.M) {
+	if os.Getenv(holderEnv) == "1" {
+		holderMain()
+		return
+	}
+	os.Exit(m.Run())
+}
+
+// TestBenchQuick runs the whole benchmark in -quick mode (a smoke test of the
+// harness, not a measurement). It only runs with PALISADE_BENCH=1.
+func TestBenchQuick(t *testing.T) {
+	if os.Getenv("PALISADE_BENCH") != "1" {
+		t.Skip("tcp benchmark: set PALISADE_BENCH=1 to run it in -quick mode (or run make bench-tcp)")
+	}
+	if _, err := findTools(); err != nil {
+		t.Skip(err)
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "palisade")
+	build := exec.Command("go", "build", "-o", bin, "github.com/palisade-lb/palisade/cmd/palisade")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building palisade: %v\n%s", err, out)
+	}
+	o := defaultOptions()
+	o.palisade = bin
+	o.quick, o.runs, o.duration = true, 1, 2*time.Second
+	o.idle = 1000
+	o.out = filepath.Join(dir, "bench.md")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	if code := run(ctx, o, &stdout, &stderr); code != 0 {
+		t.Fatalf("bench exited %d:\n%s", code, stderr.String())
+	}
+	md, err := os.ReadFile(o.out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"palisade / HAProxy (splice-auto)", "new connections", "keep-alive", "idle proxied connections"} {
+		if !strings.Contains(string(md), want) {
+			t.Errorf("report lacks %q:\n%s", want, md)
+		}
+	}
+	t.Logf("\n%s", md)
+}
+
+func TestParseWrk(t *testing.T) {
+	out := `Running 2s test @ http://127.0.0.1:1/small
+  2 threads and 50 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     1.20ms  500.00us  10.00ms   90.00%
+    Req/Sec    20.00k     1.00k   22.00k    70.00%
+  Latency Distribution
+     50%    1.10ms
+     75%    1.30ms
+     90%    1.60ms
+     99%    3.25ms
+  80000 requests in 2.00s, 10.00MB read
+  Socket errors: connect 0, read 3, write 0, timeout 1
+Requests/sec:  40000.12
+Transfer/sec:      5.00MB
+`
+	r, err := parseWrk(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.requests != 80000 || r.rps != 40000.12 || r.p99 != 3250*time.Microsecond || r.errors != 4 {
+		t.Errorf("parsed %+v", r)
+	}
+}
+
+func TestParseStraceSummary(t *testing.T) {
+	out := `% time     seconds  usecs/call     calls    errors syscall
+------ ----------- ----------- --------- --------- ----------------
+ 40.00    0.400000          10     40000     20000 splice
+ 10.00    0.100000           5     20000           setsockopt
+------ ----------- ----------- --------- --------- ----------------
+100.00    0.500000           8     60000     20000 total
+`
+	m := parseStraceSummary(out)
+	if m["splice"] != 40000 || m["setsockopt"] != 20000 || len(m) != 2 {
+		t.Errorf("parsed %v", m)
+	}
+}

@@ -1,0 +1,173 @@
+package main
+
+import (
+	"fmt"
+	"math"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+)
+
+// report renders the results as Markdown for the README's performance section.
+func (b *bench) report(res *results) string {
+	o := b.o
+	var w strings.Builder
+	fmt.Fprintf(&w, "#### TCP mode (`mode tcp`)\n\n")
+	fmt.Fprintf(&w, "Measured %s with `go run ./test/bench/tcp -palisade bin/palisade -runs %d -duration %v` (`make bench-tcp`).\n",
+		time.Now().UTC().Format("2006-01-02"), o.runs, o.duration)
+	fmt.Fprintf(&w, "%d CPUs (%s), Linux %s; %s; HAProxy %s (`nbthread %d`); nginx %s (`worker_processes 1`, "+
+		"two ports = the two servers); wrk %s. Everything on loopback, one machine, the proxies and load generators "+
+		"sharing the CPUs. Medians of %d alternating runs of %v (range in brackets). Proxy CPU is utime+stime of all "+
+		"its threads (`/proc/PID/stat`) during the run, divided by requests served (or GB moved).\n\n",
+		runtime.NumCPU(), b.info["cpu"], b.info["kernel"], b.info["palisade"], b.info["haproxy"], o.nbthread,
+		b.info["nginx"], b.info["wrk"], o.runs, o.duration)
+
+	fmt.Fprintf(&w, "| test | target | throughput | p99 latency | proxy CPU | proxy context switches | errors |\n|---|---|---:|---:|---:|---:|---:|\n")
+	for _, sc := range res.scenarios {
+		for i, t := range sc.targets {
+			ss := res.samples[sc.key][t.key]
+			rate := statOf(ss, func(s sample) float64 { return s.rate })
+			p99 := statOf(ss, func(s sample) float64 { return float64(s.p99) })
+			cpu := statOf(ss, func(s sample) float64 { return s.cpu })
+			csw := statOf(ss, func(s sample) float64 { return s.csw })
+			var errs int64
+			for _, s := range ss {
+				errs += s.errors
+			}
+			title := ""
+			if i == 0 {
+				title = sc.title
+			}
+			fmt.Fprintf(&w, "| %s | %s | %s %s (%s–%s) | %s | %s | %s | %d |\n", title, t.label,
+				fmtNum(rate.med), sc.unit, fmtNum(rate.lo), fmtNum(rate.hi),
+				fmtDur(time.Duration(p99.med)), fmtCPU(cpu.med, sc.cpuUnit), fmtCPU(csw.med, sc.cswUnit), errs)
+		}
+	}
+	if len(res.scenarios) > 0 {
+		fmt.Fprintf(&w, "\nbulk p99 is of whole %d MiB GETs.\n", o.bigMiB)
+	}
+
+	fmt.Fprintf(&w, "\n| ratio | throughput | proxy CPU per request/GB | target |\n|---|---:|---:|---|\n")
+	med := func(sc, t string, f func(sample) float64) float64 {
+		return statOf(res.samples[sc][t], f).med
+	}
+	rateOf := func(s sample) float64 { return s.rate }
+	cpuOf := func(s sample) float64 { return s.cpu }
+	for _, sc := range res.scenarios {
+		name := map[string]string{"bulk": "bulk", "conn": "new connections", "keepalive": "keep-alive"}[sc.key]
+		for _, t := range sc.targets {
+			if t.key == "palisade" {
+				continue
+			}
+			pr, tr := med(sc.key, "palisade", rateOf), med(sc.key, t.key, rateOf)
+			cpuR := "–"
+			goal := "≥ 1.0, CPU ≤ 1.0"
+			if t.p != nil {
+				cpuR = fmtRatio(med(sc.key, "palisade", cpuOf) / med(sc.key, t.key, cpuOf))
+			} else {
+				goal = "≥ 0.9 (bulk)"
+				if sc.key != "bulk" {
+					goal = "–"
+				}
+			}
+			fmt.Fprintf(&w, "| %s: palisade / %s | %s | %s | %s |\n", name, t.label, fmtRatio(pr/tr), cpuR, goal)
+		}
+	}
+
+	if p, h := res.idle["palisade"], res.idle["haproxy"]; p.n > 0 && h.n > 0 {
+		perConn := func(r idleResult) float64 { return float64(r.rss-r.rssBefore) * 1024 / float64(r.n) }
+		fmt.Fprintf(&w, "\n| %d idle proxied connections | palisade | HAProxy | palisade / HAProxy |\n|---|---:|---:|---:|\n", p.n)
+		fmt.Fprintf(&w, "| VmRSS | %s | %s | %s |\n", fmtKB(p.rss), fmtKB(h.rss), fmtRatio(float64(p.rss)/float64(h.rss)))
+		fmt.Fprintf(&w, "| VmRSS before | %s | %s | |\n", fmtKB(p.rssBefore), fmtKB(h.rssBefore))
+		fmt.Fprintf(&w, "| RSS growth per connection | %.1f KiB | %.1f KiB | %s |\n", perConn(p)/1024, perConn(h)/1024,
+			fmtRatio(perConn(p)/perConn(h)))
+		fmt.Fprintf(&w, "| open fds | %d | %d | %s |\n", p.fds, h.fds, fmtRatio(float64(p.fds)/float64(h.fds)))
+		fmt.Fprintf(&w, "| fds per proxied connection | %.2f | %.2f | %s |\n", p.fdsPerConn(), h.fdsPerConn(), fmtRatio(p.fdsPerConn()/h.fdsPerConn()))
+		fmt.Fprintf(&w, "| threads | %d | %d | |\n", p.threads, h.threads)
+		fmt.Fprintf(&w, "| connections RLIMIT_NOFILE %s fits | %d | %d | %s |\n", p.nofile, res.idleCap["palisade"], res.idleCap["haproxy"],
+			fmtRatio(float64(res.idleCap["palisade"])/float64(res.idleCap["haproxy"])))
+		fmt.Fprintf(&w, "\nRSS excludes kernel memory (socket buffers, pipes). Both proxies ran with RLIMIT_NOFILE %d "+
+			"(as `ulimit -n %d`), checked in `/proc/PID/limits`.", b.nofile, b.nofile)
+		if p.n < b.o.idle {
+			fmt.Fprintf(&w, " %d connections were asked for, but this machine's hard limit (%d, no CAP_SYS_RESOURCE) "+
+				"does not fit them in both proxies, so both were measured with %d.", b.o.idle, b.nofile, p.n)
+		}
+		w.WriteString("\n")
+	}
+	if res.profile != nil {
+		w.WriteString(res.profile.markdown())
+	}
+	return w.String()
+}
+
+func fmtNum(v float64) string {
+	switch {
+	case math.IsNaN(v) || math.IsInf(v, 0):
+		return "–"
+	case v >= 100:
+		return groupThousands(fmt.Sprintf("%.0f", v))
+	case v >= 10:
+		return fmt.Sprintf("%.1f", v)
+	default:
+		return fmt.Sprintf("%.2f", v)
+	}
+}
+
+func groupThousands(s string) string {
+	var out []byte
+	for i := range len(s) {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			out = append(out, ',')
+		}
+		out = append(out, s[i])
+	}
+	return string(out)
+}
+
+func fmtCPU(v float64, unit string) string {
+	if math.IsNaN(v) {
+		return "–"
+	}
+	return fmtNum(v) + " " + unit
+}
+
+func fmtRatio(v float64) string {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return "–"
+	}
+	return fmt.Sprintf("%.2f", v)
+}
+
+func fmtKB(kb int64) string { return fmt.Sprintf("%.1f MiB", float64(kb)/1024) }
+
+func fmtDur(d time.Duration) string {
+	switch {
+	case d <= 0:
+		return "–"
+	case d < time.Millisecond:
+		return fmt.Sprintf("%.0f µs", float64(d)/1e3)
+	case d < time.Second:
+		return fmt.Sprintf("%.2f ms", float64(d)/1e6)
+	default:
+		return fmt.Sprintf("%.2f s", d.Seconds())
+	}
+}
+
+// sortedKeys returns m's keys ordered by descending value.
+func sortedKeys(m map[string]float64) []string {
+	var ks []string
+	for k := range m {
+		ks = append(ks, k)
+	}
+	slices.SortFunc(ks, func(a, b string) int {
+		switch {
+		case m[a] > m[b]:
+			return -1
+		case m[a] < m[b]:
+			return 1
+		}
+		return strings.Compare(a, b)
+	})
+	return ks
+}
