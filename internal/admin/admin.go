@@ -21,6 +21,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -67,6 +68,8 @@ type Server struct {
 	log     *slog.Logger
 	handler http.Handler
 	policy  atomic.Pointer[policy]
+	// listenTCP binds TCP addresses; tests replace it to make binds fail.
+	listenTCP func(network, address string) (net.Listener, error)
 
 	mu     sync.Mutex // serialises Apply and Close
 	cur    *binding
@@ -79,6 +82,23 @@ type policy struct {
 	token         [sha256.Size]byte // SHA-256 of the token, compared in constant time
 	hasToken      bool
 	metricsPublic bool
+}
+
+// readPolicy reads the token from tokenFile (none when empty).
+func readPolicy(tokenFile string) (*policy, error) {
+	p := &policy{}
+	if tokenFile == "" {
+		return p, nil
+	}
+	tok, err := config.ReadToken(tokenFile)
+	if err != nil {
+		return nil, fmt.Errorf("admin token_file: %w", err)
+	}
+	if tok == "" {
+		return nil, fmt.Errorf("admin token_file %s is empty", tokenFile)
+	}
+	p.token, p.hasToken = sha256.Sum256([]byte(tok)), true
+	return p, nil
 }
 
 // binding is one listener with the http.Server serving it.
@@ -99,7 +119,7 @@ func New(d Daemon, reg *prometheus.Registry, log *slog.Logger) *Server {
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &Server{d: d, reg: reg, log: log.With("component", "admin")}
+	s := &Server{d: d, reg: reg, log: log.With("component", "admin"), listenTCP: net.Listen}
 	s.policy.Store(&policy{})
 	s.handler = s.routes()
 	return s
@@ -119,17 +139,11 @@ func (s *Server) Apply(cfg config.Admin) error {
 	if s.closed {
 		return errors.New("admin server is closed")
 	}
-	p := &policy{metricsPublic: cfg.MetricsPublic}
-	if cfg.TokenFile != "" {
-		tok, err := config.ReadToken(cfg.TokenFile)
-		if err != nil {
-			return fmt.Errorf("admin token_file: %w", err)
-		}
-		if tok == "" {
-			return fmt.Errorf("admin token_file %s is empty", cfg.TokenFile)
-		}
-		p.token, p.hasToken = sha256.Sum256([]byte(tok)), true
+	p, err := readPolicy(cfg.TokenFile)
+	if err != nil {
+		return err
 	}
+	p.metricsPublic = cfg.MetricsPublic
 	isUnix := strings.HasPrefix(cfg.Listen, "unix:")
 	if cfg.Listen != "" && !isUnix && !p.hasToken {
 		return fmt.Errorf("admin listen %s: token_file is required when the admin API listens on TCP", cfg.Listen)
@@ -139,16 +153,19 @@ func (s *Server) Apply(cfg config.Admin) error {
 		s.policy.Store(p)
 		return nil
 	}
+	old := s.cur
 	var next *binding
 	if cfg.Listen != "" {
 		b, err := s.bind(cfg.Listen)
+		if err != nil && old != nil && old.cleanup == nil && errors.Is(err, syscall.EADDRINUSE) {
+			b, err = s.handOver(old, cfg.Listen)
+		}
 		if err != nil {
 			return err
 		}
 		next = b
 	}
 	s.policy.Store(p)
-	old := s.cur
 	s.cur = next
 	if next != nil {
 		s.serve(next)
@@ -194,23 +211,58 @@ func (s *Server) Close() error {
 	return nil
 }
 
-// Handler is the admin API's HTTP handler, for embedding it elsewhere and for
-// tests. It treats every request as coming over TCP.
-func (s *Server) Handler() http.Handler { return s.handler }
-
 func (s *Server) bind(listen string) (*binding, error) {
 	if path, ok := strings.CutPrefix(listen, "unix:"); ok {
 		ln, cleanup, err := listenUnix(path)
 		if err != nil {
 			return nil, fmt.Errorf("admin listen %s: %w", listen, err)
 		}
-		return &binding{listen: listen, ln: ln, cleanup: cleanup}, nil
+		return &binding{listen: listen, ln: &quietListener{Listener: ln}, cleanup: cleanup}, nil
 	}
-	ln, err := net.Listen("tcp", listen)
+	ln, err := s.listenTCP("tcp", listen)
 	if err != nil {
 		return nil, fmt.Errorf("admin listen: %w", err)
 	}
-	return &binding{listen: listen, ln: ln}, nil
+	return &binding{listen: listen, ln: &quietListener{Listener: ln}}, nil
+}
+
+// handOver binds listen when it overlaps old's TCP address (127.0.0.1:9000
+// → 0.0.0.0:9000, or another spelling of the same address): old stops
+// accepting, its in-flight requests go on, and the port is bound anew. If
+// that fails, old goes back to accepting on its address.
+func (s *Server) handOver(old *binding, listen string) (*binding, error) {
+	addr := old.ln.Addr().String()
+	old.ln.(*quietListener).closeQuietly()
+	b, err := s.bind(listen)
+	if err == nil {
+		return b, nil
+	}
+	ln, rerr := s.listenTCP("tcp", addr)
+	if rerr != nil {
+		// Nothing listens any more: say so, and leave old to be retired.
+		s.cur = nil
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.retire(old)
+		}()
+		return nil, fmt.Errorf("%w; re-binding %s failed too, the admin API is off: %v", err, addr, rerr)
+	}
+	old.ln = &quietListener{Listener: ln}
+	s.startServing(old)
+	return nil, err
+}
+
+// quietListener is a listener that can be closed without its Serve loop
+// reporting the close as an error.
+type quietListener struct {
+	net.Listener
+	closed atomic.Bool
+}
+
+func (l *quietListener) closeQuietly() {
+	l.closed.Store(true)
+	l.Listener.Close()
 }
 
 func (s *Server) serve(b *binding) {
@@ -224,10 +276,16 @@ func (s *Server) serve(b *binding) {
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 		ConnContext:       connContext,
 	}
+	s.startServing(b)
+}
+
+func (s *Server) startServing(b *binding) {
+	srv, ln := b.srv, b.ln.(*quietListener)
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		if err := b.srv.Serve(b.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		err := srv.Serve(ln)
+		if err != nil && !errors.Is(err, http.ErrServerClosed) && !ln.closed.Load() {
 			s.log.Error("admin API stopped serving", "listen", b.listen, "error", err)
 		}
 	}()

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -564,4 +565,54 @@ func TestCloseLeavesNoGoroutines(t *testing.T) {
 		t.Error("Apply after Close succeeded")
 	}
 	goleak.VerifyNone(t, before)
+}
+
+// TestApplyHandsOverOverlappingAddress: a new listen address that overlaps
+// the old one (here another spelling of it) takes the port over; when the
+// new bind fails, the old address serves again.
+func TestApplyHandsOverOverlappingAddress(t *testing.T) {
+	h := startTCP(t, false)
+	port := h.srv.Addr().(*net.TCPAddr).Port
+	cfg := h.cfg
+	cfg.Listen = fmt.Sprintf("localhost:%d", port)
+	if err := h.srv.Apply(cfg); err != nil {
+		t.Fatalf("hand-over to %s: %v", cfg.Listen, err)
+	}
+	if got := h.srv.Addr().(*net.TCPAddr).Port; got != port {
+		t.Fatalf("port %d after hand-over, want %d", got, port)
+	}
+	h.hc.CloseIdleConnections()
+	if r := h.do("GET", "/api/v1/status", testToken, ""); r.code != 200 {
+		t.Fatalf("after hand-over: %d", r.code)
+	}
+
+	// the new bind fails after the old listener let go: the old address comes back
+	refused := errors.New("injected bind failure")
+	var mu sync.Mutex
+	binds := 0
+	h.srv.mu.Lock()
+	h.srv.listenTCP = func(network, addr string) (net.Listener, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		binds++
+		if addr == "127.0.0.1:"+fmt.Sprint(port) && binds == 2 {
+			return nil, refused
+		}
+		return net.Listen(network, addr)
+	}
+	h.srv.mu.Unlock()
+	cfg.Listen = fmt.Sprintf("127.0.0.1:%d", port)
+	if err := h.srv.Apply(cfg); !errors.Is(err, refused) {
+		t.Fatalf("Apply with a failing bind: %v", err)
+	}
+	if got := h.srv.Addr().String(); got != fmt.Sprintf("127.0.0.1:%d", port) {
+		t.Fatalf("Addr %s after a failed hand-over", got)
+	}
+	h.hc.CloseIdleConnections()
+	if r := h.do("GET", "/api/v1/status", testToken, ""); r.code != 200 {
+		t.Fatalf("old address after a failed hand-over: %d", r.code)
+	}
+	if strings.Contains(h.logs.String(), "stopped serving") {
+		t.Errorf("a hand-over was logged as an error:\n%s", h.logs.String())
+	}
 }

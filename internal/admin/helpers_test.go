@@ -221,7 +221,7 @@ type harness struct {
 }
 
 // writeToken writes tok into a fresh file in dir.
-func writeToken(t *testing.T, dir, tok string) string {
+func writeToken(t testing.TB, dir, tok string) string {
 	t.Helper()
 	p := filepath.Join(dir, "admin.token")
 	if err := os.WriteFile(p, []byte(tok+"\n"), 0o600); err != nil {
