@@ -131,8 +131,10 @@ func New(d Daemon, reg *prometheus.Registry, log *slog.Logger) *Server {
 // and its in-flight requests finish in the background (so a reload asked for
 // over the API can rebind the API). Listen is "host:port" or "unix:/path";
 // a socket file is created with mode 0600 after removing a stale one. Empty
-// Listen turns the admin API off. On any error nothing changes: the old
-// listener and token stay in use.
+// Listen turns the admin API off. On an error the old listener and token
+// stay in use; the one exception is a new address overlapping the old one
+// (see handOver) whose bind fails and whose old address cannot be bound
+// again either: then the error says the admin API is off.
 func (s *Server) Apply(cfg config.Admin) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -149,7 +151,7 @@ func (s *Server) Apply(cfg config.Admin) error {
 		return fmt.Errorf("admin listen %s: token_file is required when the admin API listens on TCP", cfg.Listen)
 	}
 
-	if s.cur != nil && s.cur.listen == cfg.Listen {
+	if (s.cur == nil && cfg.Listen == "") || (s.cur != nil && s.cur.listen == cfg.Listen) {
 		s.policy.Store(p)
 		return nil
 	}
@@ -170,7 +172,7 @@ func (s *Server) Apply(cfg config.Admin) error {
 	if next != nil {
 		s.serve(next)
 		s.log.Info("admin API listening", "listen", cfg.Listen, "addr", next.ln.Addr().String(),
-			"token", p.hasToken, "metrics_public", p.metricsPublic)
+			"token_required", p.hasToken, "metrics_public", p.metricsPublic)
 	} else {
 		s.log.Info("admin API disabled")
 	}
