@@ -56,9 +56,9 @@ const (
 	writeTimeout      = 2 * time.Minute
 	idleTimeout       = 2 * time.Minute
 	maxHeaderBytes    = 32 << 10
-	// shutdownTimeout bounds how long a retired listener's in-flight
+	// defaultShutdownTimeout bounds how long a retired listener's in-flight
 	// requests may run before their connections are closed.
-	shutdownTimeout = 10 * time.Second
+	defaultShutdownTimeout = 10 * time.Second
 )
 
 // Server is the admin HTTP server. Its zero value is not usable; call New.
@@ -70,11 +70,17 @@ type Server struct {
 	policy  atomic.Pointer[policy]
 	// listenTCP binds TCP addresses; tests replace it to make binds fail.
 	listenTCP func(network, address string) (net.Listener, error)
+	// shutdownTimeout bounds how long a retired listener's requests may run
+	// before their connections are closed; tests shorten it.
+	shutdownTimeout time.Duration
 
 	mu     sync.Mutex // serialises Apply and Close
 	cur    *binding
 	closed bool
 	wg     sync.WaitGroup // serving and retiring goroutines
+	// handlers counts running requests: a handler can outlive its
+	// connection when a retired server closes it after shutdownTimeout.
+	handlers sync.WaitGroup
 }
 
 // policy is the access rule set by the last successful Apply.
@@ -119,7 +125,8 @@ func New(d Daemon, reg *prometheus.Registry, log *slog.Logger) *Server {
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &Server{d: d, reg: reg, log: log.With("component", "admin"), listenTCP: net.Listen}
+	s := &Server{d: d, reg: reg, log: log.With("component", "admin"), listenTCP: net.Listen,
+		shutdownTimeout: defaultShutdownTimeout}
 	s.policy.Store(&policy{})
 	s.handler = s.routes()
 	return s
@@ -210,6 +217,7 @@ func (s *Server) Close() error {
 		s.retire(old)
 	}
 	s.wg.Wait()
+	s.handlers.Wait()
 	return nil
 }
 
@@ -293,9 +301,9 @@ func (s *Server) startServing(b *binding) {
 	}()
 }
 
-// retire stops b: no new connections, in-flight requests get shutdownTimeout.
+// retire stops b: no new connections, in-flight requests get s.shutdownTimeout.
 func (s *Server) retire(b *binding) {
-	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), s.shutdownTimeout)
 	defer cancel()
 	if err := b.srv.Shutdown(ctx); err != nil {
 		s.log.Warn("admin API listener closed with requests in flight", "listen", b.listen, "error", err)

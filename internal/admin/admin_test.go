@@ -616,3 +616,58 @@ func TestApplyHandsOverOverlappingAddress(t *testing.T) {
 		t.Errorf("a hand-over was logged as an error:\n%s", h.logs.String())
 	}
 }
+
+type blockingDaemon struct {
+	*fakeDaemon
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (b *blockingDaemon) Reload() error {
+	close(b.entered)
+	<-b.release
+	return nil
+}
+
+// TestCloseWaitsForRunningHandlers: when in-flight requests outlast the
+// shutdown timeout their connections are closed, but Close still returns
+// only after their handlers have.
+func TestCloseWaitsForRunningHandlers(t *testing.T) {
+	before := goleak.IgnoreCurrent()
+	h := newHarness(t)
+	bd := &blockingDaemon{fakeDaemon: h.fd, entered: make(chan struct{}), release: make(chan struct{})}
+	h.srv.d = bd // before Apply: nothing serves yet
+	h.srv.shutdownTimeout = 20 * time.Millisecond
+	if err := h.srv.Apply(config.Admin{Listen: "127.0.0.1:0", TokenFile: writeToken(t, t.TempDir(), testToken)}); err != nil {
+		t.Fatal(err)
+	}
+	h.base = "http://" + h.srv.Addr().String()
+	reqDone := make(chan error, 1)
+	go func() {
+		req, _ := http.NewRequest("POST", h.base+"/api/v1/reload", nil)
+		req.Header.Set("Authorization", "Bearer "+testToken)
+		r, err := h.hc.Do(req)
+		if err == nil {
+			r.Body.Close()
+		}
+		reqDone <- err
+	}()
+	<-bd.entered
+	closed := make(chan struct{})
+	go func() { h.srv.Close(); close(closed) }()
+	waitFor(t, "forced close", 10*time.Second, func() bool {
+		return strings.Contains(h.logs.String(), "closed with requests in flight")
+	})
+	if err := <-reqDone; err == nil {
+		t.Error("the request survived the forced close")
+	}
+	select {
+	case <-closed:
+		t.Fatal("Close returned while a handler was running")
+	default:
+	}
+	close(bd.release)
+	<-closed
+	h.hc.CloseIdleConnections()
+	goleak.VerifyNone(t, before)
+}

@@ -71,7 +71,16 @@ func (s *Server) routes() http.Handler {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no such endpoint: %s", r.URL.Path))
 	}
 	mux.Handle("/", s.guard(token, http.HandlerFunc(notFound)))
-	return securityHeaders(mux)
+	return s.track(securityHeaders(mux))
+}
+
+// track counts h's running requests for Close.
+func (s *Server) track(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.handlers.Add(1)
+		defer s.handlers.Done()
+		h.ServeHTTP(w, r)
+	})
 }
 
 // dispatch answers 405 with an Allow header for methods m does not have.
