@@ -9,7 +9,6 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -55,9 +54,15 @@ type conn struct {
 	tried       Tried
 	served      int
 	rdl, wdl    time.Time // last deadlines set on nc (see deadlineFresh)
+	rawc        syscall.RawConn
+	rawWriteFn  func(uintptr) bool // c.rawWrite, bound once per pooled conn
+	wpend       []byte
+	werr        error
 	state       atomic.Int32
 	draining    atomic.Bool
-	drainWG     sync.WaitGroup
+	dprev       *conn // drainSet list
+	dnext       *conn
+	inDrain     bool
 
 	// per request
 	failStatus int // last retryable failure of this request
@@ -74,6 +79,10 @@ type conn struct {
 func (c *conn) init(ctx context.Context, h *Handler, nc net.Conn, client netip.AddrPort, isTLS bool) {
 	c.h, c.ctx, c.nc, c.client, c.isTLS = h, ctx, nc, client, isTLS
 	c.tcp, _ = nc.(*net.TCPConn)
+	c.rawc = nil
+	if c.rawWriteFn == nil {
+		c.rawWriteFn = c.rawWrite
+	}
 	c.roff, c.rn, c.served = 0, 0, 0
 	c.rdl, c.wdl = time.Time{}, time.Time{}
 	c.lastEnd = time.Time{}
@@ -82,7 +91,7 @@ func (c *conn) init(ctx context.Context, h *Handler, nc net.Conn, client netip.A
 }
 
 func (c *conn) release() {
-	c.h, c.ctx, c.nc, c.tcp = nil, nil, nil, nil
+	c.h, c.ctx, c.nc, c.tcp, c.rawc = nil, nil, nil, nil, nil
 	c.tried.reset()
 	if cap(c.rbuf) > 64<<10 {
 		c.rbuf = make([]byte, 16<<10)
@@ -122,7 +131,58 @@ func (c *conn) serve() {
 	}
 }
 
-func (c *conn) readDeadline(t time.Time)  { c.rdl = t; c.nc.SetReadDeadline(t) }
+func (c *conn) readDeadline(t time.Time) { c.rdl = t; c.nc.SetReadDeadline(t) }
+
+// writeClient writes b to the client. On plain TCP it first writes without
+// blocking and without arming the write deadline (a timer update per
+// response): the kernel usually takes the whole response at once. Only a
+// remainder waits for the client, under timeouts.client.
+func (c *conn) writeClient(b []byte) error {
+	if c.tcp != nil {
+		if c.rawc == nil {
+			rc, err := c.tcp.SyscallConn()
+			if err != nil {
+				return err
+			}
+			c.rawc = rc
+		}
+		c.wpend, c.werr = b, nil
+		err := c.rawc.Write(c.rawWriteFn)
+		b, c.wpend = c.wpend, nil
+		if err == nil {
+			err = c.werr
+		}
+		if err != nil || len(b) == 0 {
+			return err
+		}
+	}
+	if t := time.Now().Add(c.h.cfg.Timeouts.Client); !deadlineFresh(c.wdl, t, c.h.cfg.Timeouts.Client) {
+		c.writeDeadline(t)
+	}
+	_, err := c.nc.Write(b)
+	return err
+}
+
+// rawWrite is the syscall.RawConn callback of writeClient: one non-blocking
+// pass, never waiting.
+func (c *conn) rawWrite(fd uintptr) bool {
+	for len(c.wpend) > 0 {
+		n, err := syscall.Write(int(fd), c.wpend)
+		if n > 0 {
+			c.wpend = c.wpend[n:]
+		}
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil && err != syscall.EAGAIN {
+			c.werr = err
+		}
+		if err != nil || n <= 0 {
+			break
+		}
+	}
+	return true
+}
 func (c *conn) writeDeadline(t time.Time) { c.wdl = t; c.nc.SetWriteDeadline(t) }
 
 // deadlineFresh reports whether a deadline last set to last may stand in for target:
@@ -218,9 +278,8 @@ func (c *conn) reject(status int, reason string) {
 }
 
 func (c *conn) writeError(status int, closeConn bool) {
-	c.writeDeadline(time.Now().Add(c.h.cfg.Timeouts.Client))
 	c.wbuf = appendErrorResponse(c.wbuf[:0], status, closeConn)
-	c.nc.Write(c.wbuf)
+	c.writeClient(c.wbuf)
 	if closeConn {
 		c.lingerClose()
 	}
@@ -303,8 +362,7 @@ func (c *conn) redirect(rd *Redirect, host []byte) bool {
 	}
 	b = append(b, "\r\n"...)
 	c.wbuf = b
-	c.writeDeadline(time.Now().Add(c.h.cfg.Timeouts.Client))
-	_, err := c.nc.Write(b)
+	err := c.writeClient(b)
 	c.h.none.observe(rd.Code, time.Since(c.start).Seconds())
 	c.accessLog(nil, nil, rd.Code, 0, 0)
 	c.roff += c.headLen
@@ -463,8 +521,7 @@ func (c *conn) attempt(be *backendRef, srv Server, fresh bool, maxAge time.Durat
 	}
 	if !bodyDone {
 		if c.req.Expect100 && c.req.Minor == 1 {
-			c.writeDeadline(time.Now().Add(h.cfg.Timeouts.Client))
-			if _, err := c.nc.Write(continue100); err != nil {
+			if err := c.writeClient(continue100); err != nil {
 				u.nc.Close()
 				srv.Done(Outcome{Aborted: true, Connect: connectDur})
 				return resFail, false
@@ -586,7 +643,9 @@ func (c *conn) copyN(dst net.Conn, dtcp *net.TCPConn, src net.Conn, stcp *net.TC
 	defer func() { c.rdl, c.wdl, u.dl = time.Time{}, time.Time{}, time.Time{} }()
 	var done int64
 	if dtcp != nil && stcp != nil && n >= spliceMin {
-		const piece = 4 << 20
+		// Deadlines are absolute, so they are refreshed per piece: a peer
+		// that moves at least piece bytes per timeout never times out.
+		const piece = 256 << 10
 		for done < n {
 			want := min(n-done, piece)
 			c.lr = io.LimitedReader{R: stcp, N: want}

@@ -41,6 +41,9 @@ type Handler struct {
 	h2        *h2Handler
 	epoch     time.Time
 
+	drainMu sync.Mutex
+	drains  map[context.Context]*drainSet
+
 	ridPrefix [16]byte
 	ridSeq    atomic.Uint64
 }
@@ -63,11 +66,12 @@ func New(cfg Config, b Backends, m *Metrics, log *slog.Logger) (*Handler, error)
 		return nil, fmt.Errorf("l7: max_header_bytes %d below 1024", cfg.MaxHeaderBytes)
 	}
 	h := &Handler{
-		cfg:   cfg,
-		log:   log.With("frontend", cfg.Frontend),
-		refs:  map[string]*backendRef{},
-		none:  m.stats(cfg.Frontend, noBackend),
-		epoch: time.Now(),
+		cfg:    cfg,
+		log:    log.With("frontend", cfg.Frontend),
+		refs:   map[string]*backendRef{},
+		none:   m.stats(cfg.Frontend, noBackend),
+		epoch:  time.Now(),
+		drains: map[context.Context]*drainSet{},
 		lim: http1.Limits{
 			MaxHeaderBytes: cfg.MaxHeaderBytes,
 			MaxLine:        min(8192, cfg.MaxHeaderBytes),
@@ -107,6 +111,12 @@ func New(cfg Config, b Backends, m *Metrics, log *slog.Logger) (*Handler, error)
 // Close closes the idle server connections of this handler. Call it once the
 // connections served by it have finished (after a reload or at stop).
 func (h *Handler) Close() {
+	h.drainMu.Lock()
+	for ctx, ds := range h.drains {
+		ds.stop()
+		delete(h.drains, ctx)
+	}
+	h.drainMu.Unlock()
 	h.pool.close()
 	if h.h2 != nil {
 		h.h2.close()
@@ -139,19 +149,15 @@ func (h *Handler) ServeConn(ctx context.Context, nc net.Conn, client netip.AddrP
 	}
 	c := connPool.Get().(*conn)
 	c.init(ctx, h, nc, client, isTLS)
-	var stop func() bool
+	var ds *drainSet
 	if ctx.Done() != nil {
-		c.drainWG.Add(1)
-		stop = context.AfterFunc(ctx, func() {
-			defer c.drainWG.Done()
-			c.onDrain()
-		})
+		ds = h.drainSetFor(ctx)
+		ds.add(c)
 	}
 	c.serve()
-	if stop != nil && stop() {
-		c.drainWG.Done() // never ran
+	if ds != nil {
+		ds.remove(c) // after this, no onDrain runs on c: safe to pool
 	}
-	c.drainWG.Wait() // c is pooled: onDrain must be finished with it
 	c.release()
 	connPool.Put(c)
 }
@@ -164,3 +170,72 @@ var connPool = sync.Pool{New: func() any {
 		wbuf: make([]byte, 0, 4<<10),
 	}
 }}
+
+// drainSet tracks the connections served under one ServeConn context, so one
+// context.AfterFunc per context (not per connection) wakes them for a drain.
+// The integrator normally passes one context per listener generation.
+type drainSet struct {
+	h     *Handler
+	ctx   context.Context
+	stop  func() bool
+	mu    sync.Mutex
+	fired bool
+	head  *conn
+}
+
+func (h *Handler) drainSetFor(ctx context.Context) *drainSet {
+	h.drainMu.Lock()
+	defer h.drainMu.Unlock()
+	ds := h.drains[ctx]
+	if ds == nil {
+		ds = &drainSet{h: h, ctx: ctx}
+		h.drains[ctx] = ds
+		ds.stop = context.AfterFunc(ctx, ds.fire)
+	}
+	return ds
+}
+
+func (ds *drainSet) add(c *conn) {
+	ds.mu.Lock()
+	if ds.fired {
+		c.draining.Store(true)
+	} else {
+		c.dnext, c.dprev = ds.head, nil
+		if ds.head != nil {
+			ds.head.dprev = c
+		}
+		ds.head = c
+		c.inDrain = true
+	}
+	ds.mu.Unlock()
+}
+
+func (ds *drainSet) remove(c *conn) {
+	ds.mu.Lock()
+	if c.inDrain {
+		if c.dprev != nil {
+			c.dprev.dnext = c.dnext
+		} else {
+			ds.head = c.dnext
+		}
+		if c.dnext != nil {
+			c.dnext.dprev = c.dprev
+		}
+		c.dprev, c.dnext, c.inDrain = nil, nil, false
+	}
+	ds.mu.Unlock()
+}
+
+func (ds *drainSet) fire() {
+	ds.mu.Lock()
+	ds.fired = true
+	for c := ds.head; c != nil; c = c.dnext {
+		c.onDrain()
+	}
+	ds.mu.Unlock()
+	ds.h.drainMu.Lock()
+	if ds.h.drains[ds.ctx] == ds {
+		delete(ds.h.drains, ds.ctx)
+	}
+	ds.h.drainMu.Unlock()
+}

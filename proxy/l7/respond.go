@@ -84,10 +84,7 @@ func (c *conn) respond(be *backendRef, srv Server, u *upConn, sticky Server) (bo
 		w = append(w, body...)
 	}
 	c.wbuf = w
-	if t := c.respAt.Add(h.cfg.Timeouts.Client); !deadlineFresh(c.wdl, t, h.cfg.Timeouts.Client) {
-		c.writeDeadline(t)
-	}
-	if _, err := c.nc.Write(w); err != nil {
+	if err := c.writeClient(w); err != nil {
 		u.nc.Close()
 		return false, out
 	}
@@ -123,7 +120,7 @@ func (c *conn) respond(be *backendRef, srv Server, u *upConn, sticky Server) (bo
 					wb = c.ubuf[:k]
 				}
 				if len(wb) > 0 {
-					if _, werr := c.nc.Write(wb); werr != nil {
+					if werr := c.writeClient(wb); werr != nil {
 						u.nc.Close()
 						return false, out
 					}
@@ -140,7 +137,6 @@ func (c *conn) respond(be *backendRef, srv Server, u *upConn, sticky Server) (bo
 				now := time.Now()
 				u.nc.SetReadDeadline(now.Add(h.cfg.Timeouts.Server))
 				u.dl = time.Time{}
-				c.writeDeadline(now.Add(h.cfg.Timeouts.Client))
 				continue
 			}
 			if err != nil {
