@@ -13,9 +13,33 @@ type bus struct {
 	conns []*fakeConn
 	// owner records which node last added each VIP, like a neighbour's ARP cache would after GARP.
 	owner map[netip.Addr]string
+	// holders are the nodes holding VIPs; gaps counts the times the last
+	// holder released them (the VIP was unowned).
+	holders map[string]bool
+	gaps    int
 }
 
-func newBus() *bus { return &bus{owner: map[netip.Addr]string{}} }
+func newBus() *bus { return &bus{owner: map[netip.Addr]string{}, holders: map[string]bool{}} }
+
+func (b *bus) hold(name string, on bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	was := len(b.holders)
+	if on {
+		b.holders[name] = true
+	} else {
+		delete(b.holders, name)
+	}
+	if was > 0 && len(b.holders) == 0 {
+		b.gaps++
+	}
+}
+
+func (b *bus) gapCount() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.gaps
+}
 
 type fakeNet struct {
 	bus     *bus
@@ -110,18 +134,23 @@ func (c *fakeConn) SendAdvert(a Advert, to netip.Addr) error {
 
 func (c *fakeConn) AddVIPs(v []netip.Prefix) error {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	for _, p := range v {
 		c.vips[p] = true
 	}
+	c.mu.Unlock()
+	c.net.bus.hold(c.net.name, true) // lock order: bus.mu is never taken under c.mu
 	return nil
 }
 
 func (c *fakeConn) RemoveVIPs(v []netip.Prefix) error {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	for _, p := range v {
 		delete(c.vips, p)
+	}
+	empty := len(c.vips) == 0
+	c.mu.Unlock()
+	if empty {
+		c.net.bus.hold(c.net.name, false)
 	}
 	return nil
 }

@@ -311,8 +311,10 @@ func (s *stepper) toMaster(now time.Time, cause string) {
 	s.m.resigned = false
 	s.m.master = s.m.cfg.Primary
 	s.m.masterAdverInterval = s.m.cfg.AdvertInterval
-	s.sendAdvert(now)
+	// VIPs first: a master handing over (graceful stop) releases its VIPs
+	// when it hears this advert, so they are never unowned in between.
 	s.do(Action{Kind: ActAddVIPs})
+	s.sendAdvert(now)
 	s.do(Action{Kind: ActGARP})
 	if s.m.cfg.GARPRefresh > 0 {
 		s.setTimer(TimerGARPRefresh, now.Add(s.m.cfg.GARPRefresh))

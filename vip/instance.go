@@ -342,6 +342,40 @@ type runner struct {
 	garpAt  time.Time
 	garpN   int
 	notifyQ chan []string
+	// stopSent: the priority-0 advert of a graceful stop went out already.
+	stopSent bool
+}
+
+// handover is the first half of a graceful stop of a MASTER: it sends the
+// priority-0 advert but keeps the VIPs until a successor announces itself
+// (or the slowest possible backup, priority 1, would have: Skew_Time(1) plus
+// a margin), so that clients never find the VIP unowned in between.
+func (r *runner) handover(events <-chan Event) {
+	if r.m.State() != StateMaster {
+		return
+	}
+	r.do(Action{Kind: ActSendAdvert, Priority: PriorityStop})
+	r.stopSent = true
+	wait := min(SkewTime(1, r.cfg.AdvertInterval)+r.cfg.AdvertInterval/4, 2*time.Second)
+	t := r.clock.NewTimer(wait)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C():
+			return
+		case ev := <-events:
+			if ev.Kind != EventPacket {
+				continue
+			}
+			p, reason := DecodeIPv4(ev.Packet)
+			if reason == ReasonNone && p.Src != r.conn.Primary() && p.Advert.VRID == r.cfg.VirtualRouterID &&
+				p.Advert.Priority != PriorityStop &&
+				(len(r.cfg.UnicastPeers) == 0 || slices.Contains(r.cfg.UnicastPeers, p.Src)) {
+				r.log.Info("vrrp: successor took over, releasing VIPs", "master", p.Src)
+				return
+			}
+		}
+	}
 }
 
 func (i *Instance) run(ctx context.Context, conn Conn) error {
@@ -391,6 +425,7 @@ func (i *Instance) run(ctx context.Context, conn Conn) error {
 		r.armTimer()
 		select {
 		case <-ctx.Done():
+			r.handover(events)
 			r.step(Input{Kind: InputShutdown})
 			return nil
 		case ev := <-events:
@@ -535,6 +570,9 @@ func (r *runner) step(in Input) {
 func (r *runner) do(a Action) {
 	switch a.Kind {
 	case ActSendAdvert:
+		if a.Priority == PriorityStop && r.stopSent {
+			return
+		}
 		adv := Advert{
 			VRID: r.cfg.VirtualRouterID, Priority: a.Priority,
 			MaxAdvertInterval: centiseconds(r.cfg.AdvertInterval), Addrs: r.cfg.vipAddrs(),

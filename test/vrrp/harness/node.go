@@ -144,6 +144,7 @@ type Node struct {
 	mu     sync.Mutex
 	state  string
 	states []string
+	at     []time.Time
 	ready  chan struct{}
 }
 
@@ -284,6 +285,7 @@ func (n *Node) readStates(r io.Reader) {
 			n.mu.Lock()
 			n.state = f[1]
 			n.states = append(n.states, f[1])
+			n.at = append(n.at, time.Now())
 			n.mu.Unlock()
 		}
 	}
@@ -301,6 +303,18 @@ func (n *Node) States() []string {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return append([]string(nil), n.states...)
+}
+
+// StateSince returns when the node last reported state (zero if never).
+func (n *Node) StateSince(state string) time.Time {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for i := len(n.states) - 1; i >= 0; i-- {
+		if n.states[i] == state {
+			return n.at[i]
+		}
+	}
+	return time.Time{}
 }
 
 // Kill sends SIGKILL to every process of the node (keepalived: the VRRP
