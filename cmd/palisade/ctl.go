@@ -1,11 +1,9 @@
 package main
 
 import (
-	"fmt"
 	"io"
+
+	"github.com/palisade-lb/palisade/internal/admin"
 )
 
-func cmdCtl(args []string, stdout, stderr io.Writer) int {
-	fmt.Fprintln(stderr, "palisade ctl: the admin API is not built yet")
-	return 1
-}
+func cmdCtl(args []string, stdout, stderr io.Writer) int { return admin.Ctl(args, stdout, stderr) }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/palisade-lb/palisade/internal/admin"
 	"github.com/palisade-lb/palisade/internal/config"
 	"github.com/palisade-lb/palisade/internal/daemon"
 	"github.com/palisade-lb/palisade/internal/logging"
@@ -127,15 +128,19 @@ func cmdRun(args []string, stderr io.Writer) int {
 	slog.SetDefault(log)
 
 	reg := prometheus.NewRegistry()
+	var adm *admin.Server
 	d, err := daemon.New(daemon.Options{
 		ConfigPath: path, Log: log, Registry: reg, Level: &level,
 		Notify:  func(s string) { _ = sdnotify.Notify(s) },
 		Version: version, Commit: commitID(),
+		OnConfig: func(c *config.Config) error { return adm.Apply(c.Global.Admin) },
 	})
 	if err != nil {
 		log.Error("starting", "error", err)
 		return 1
 	}
+	adm = admin.New(d, reg, log)
+	defer adm.Close()
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
 	sigs := make(chan os.Signal, 4)
