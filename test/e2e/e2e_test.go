@@ -125,7 +125,11 @@ type lockedWriter struct {
 	b  *bytes.Buffer
 }
 
-func (w lockedWriter) Write(b []byte) (int, error) { w.mu.Lock(); defer w.mu.Unlock(); return w.b.Write(b) }
+func (w lockedWriter) Write(b []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(b)
+}
 
 func startPalisade(t *testing.T, cfg string, args ...string) *proc {
 	t.Helper()
