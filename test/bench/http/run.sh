@@ -7,6 +7,8 @@
 # (palisade / haproxy; RPS >= 1 is better, p99 and CPU <= 1 are better).
 #
 # Env: ROUNDS (5) DURATION (5s) CONNS (50) THREADS (1)
+#      SCENARIOS: subset, e.g. "ka-small close-small"
+#      PALISADE_GOMAXPROCS: GOMAXPROCS for the default palisade command
 #      PALISADE_CMD: command to start palisade; it gets $LISTEN and $SERVERS.
 #      Default: proxy/l7/internal/benchsrv. With the daemon:
 #      PALISADE_CMD='palisade run -c $CONF' where $CONF is written by this script.
@@ -141,7 +143,10 @@ run() {
 median() { sort -g | awk '{a[NR]=$1} END{print (NR%2)? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 
 declare -A R
-scen=("ka-small|/small|" "ka-100k|/100k|" "close-small|/small|-H Connection:close")
+scen=()
+for s in "ka-small|/small|" "ka-100k|/100k|" "close-small|/small|-H Connection:close"; do
+  [[ -z "${SCENARIOS:-}" || " $SCENARIOS " == *" ${s%%|*} "* ]] && scen+=("$s")
+done
 for ((r=1; r<=ROUNDS; r++)); do
   for s in "${scen[@]}"; do
     IFS='|' read -r name path extra <<<"$s"

@@ -1,0 +1,123 @@
+package l7
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// scripted answers each request with the response chosen by its path.
+func scripted(t *testing.T, responses map[string]string) *fakeServer {
+	srv := startRaw(t, func(c net.Conn, _ func([]byte)) {
+		br := bufio.NewReader(c)
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			io.Copy(io.Discard, req.Body)
+			r, ok := responses[req.URL.Path]
+			if !ok {
+				r = "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"
+			}
+			if _, err := c.Write([]byte(r)); err != nil {
+				return
+			}
+			if strings.Contains(r, "Connection: close") || !strings.Contains(r, "Content-Length") && !strings.Contains(r, "chunked") && req.Method != "HEAD" && !strings.HasPrefix(r, "HTTP/1.1 204") && !strings.HasPrefix(r, "HTTP/1.1 304") {
+				return
+			}
+		}
+	})
+	return newFakeServer("scripted", srv.addr())
+}
+
+func TestResponseFraming(t *testing.T) {
+	s := scripted(t, map[string]string{
+		"/head":     "HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n",
+		"/204":      "HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n",
+		"/304":      "HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\n\r\n",
+		"/chunked":  "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-T\r\n\r\n3;e=1\r\nabc\r\n2\r\nde\r\n0\r\nX-T: v\r\n\r\n",
+		"/close":    "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil-close",
+		"/badchunk": "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+		"/100":      "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+		"/te-cl":    "HTTP/1.1 200 OK\r\nContent-Length: 100\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n",
+	})
+	p := startProxy(t, Config{DefaultBackend: "app"}, fakeBackends{"app": {name: "app", servers: []*fakeServer{s}}})
+	c, err := net.Dial("tcp", p.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	br := bufio.NewReader(c)
+	do := func(method, path string) (*http.Response, string) {
+		t.Helper()
+		c.Write([]byte(method + " " + path + " HTTP/1.1\r\nHost: a\r\n\r\n"))
+		req, _ := http.NewRequest(method, "http://a"+path, nil)
+		resp, err := http.ReadResponse(br, req)
+		if err != nil {
+			t.Fatalf("%s %s: %v", method, path, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		return resp, string(b)
+	}
+	if resp, _ := do("HEAD", "/head"); resp.StatusCode != 200 || resp.ContentLength != 1234 {
+		t.Fatalf("HEAD: %d %d", resp.StatusCode, resp.ContentLength)
+	}
+	if resp, _ := do("GET", "/204"); resp.StatusCode != 204 {
+		t.Fatalf("204: %d", resp.StatusCode)
+	}
+	if resp, _ := do("GET", "/304"); resp.StatusCode != 304 || resp.Header.Get("Etag") != `"x"` {
+		t.Fatalf("304: %d", resp.StatusCode)
+	}
+	if resp, body := do("GET", "/chunked"); body != "abcde" || resp.Trailer.Get("X-T") != "v" {
+		t.Fatalf("chunked: %q trailer %v", body, resp.Trailer)
+	}
+	if resp, body := do("GET", "/100"); resp.StatusCode != 200 || body != "ok" {
+		t.Fatalf("1xx skipped: %d %q", resp.StatusCode, body)
+	}
+	if resp, body := do("GET", "/te-cl"); body != "hi" || resp.ContentLength != -1 {
+		t.Fatalf("TE overrides CL: %q %d", body, resp.ContentLength)
+	}
+	if resp, body := do("GET", "/close"); body != "until-close" || !resp.Close {
+		t.Fatalf("close-delimited: %q close=%v", body, resp.Close)
+	}
+	// The connection is closed after a close-delimited response.
+	if _, err := br.ReadByte(); err != io.EOF {
+		t.Fatalf("after close-delimited: %v", err)
+	}
+	resp, _ := rawRoundTrip(t, p.addr, "GET /badchunk HTTP/1.1\r\nHost: a\r\n\r\n")
+	if resp.StatusCode != 502 {
+		t.Fatalf("bad chunked response: %d", resp.StatusCode)
+	}
+}
+
+func TestExpectContinue(t *testing.T) {
+	_, s1 := goBackend(t, "s1")
+	p := startProxy(t, Config{DefaultBackend: "app"}, fakeBackends{"app": {name: "app", servers: []*fakeServer{s1}}})
+	c, err := net.Dial("tcp", p.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	c.Write([]byte("POST /echo HTTP/1.1\r\nHost: a\r\nContent-Type: t/x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"))
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != 100 {
+		t.Fatalf("interim: %v %v", resp, err)
+	}
+	c.Write([]byte("hello"))
+	resp, err = http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	if string(b) != "POST 5 t/x" {
+		t.Fatalf("body %q", b)
+	}
+}
