@@ -166,6 +166,9 @@ func (f *Frontend) untrack(s aborter) {
 // It returns when every connection of this generation has ended.
 func (f *Frontend) Drain(ctx context.Context) {
 	f.cancel()
+	if c, ok := f.l7.(interface{ Close() }); ok {
+		defer c.Close() // idle upstream connections of this generation
+	}
 	f.mu.Lock()
 	if f.active == 0 {
 		f.mu.Unlock()

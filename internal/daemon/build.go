@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"crypto/tls"
 	"fmt"
 	"net"
 	"strings"
@@ -8,6 +9,7 @@ import (
 	"github.com/palisade-lb/palisade/internal/config"
 	"github.com/palisade-lb/palisade/internal/state"
 	"github.com/palisade-lb/palisade/proxy"
+	"github.com/palisade-lb/palisade/proxy/l7"
 	"github.com/palisade-lb/palisade/proxy/limit"
 )
 
@@ -62,6 +64,10 @@ func (d *Daemon) build(cfg *config.Config, prev *generation) (*generation, error
 		}
 		g.backends[bc.Name] = b
 	}
+	httpBackends := proxy.HTTPBackends{}
+	for name, b := range g.backends {
+		httpBackends[name] = proxy.NewHTTPBackend(b)
+	}
 	for i := range cfg.Frontends {
 		fc := &cfg.Frontends[i]
 		pc := proxy.FrontendConfig{
@@ -77,7 +83,15 @@ func (d *Daemon) build(cfg *config.Config, prev *generation) (*generation, error
 		if prev != nil {
 			prevFE = prev.frontends[fc.Name]
 		}
-		fe := proxy.NewFrontend(pc, g.backends[fc.DefaultBackend], nil, d.stats.Get(fc.Name), prevFE, d.log)
+		var l7h proxy.ConnHandler
+		if fc.Mode == "http" {
+			h, err := d.buildHTTP(fc, httpBackends)
+			if err != nil {
+				return nil, err
+			}
+			l7h = h
+		}
+		fe := proxy.NewFrontend(pc, g.backends[fc.DefaultBackend], l7h, d.stats.Get(fc.Name), prevFE, d.log)
 		g.frontends[fc.Name] = fe
 		g.order = append(g.order, fc.Name)
 		for _, r := range fc.Routes {
@@ -108,4 +122,51 @@ func normalizeListen(addr string) string {
 
 func (g *generation) String() string {
 	return fmt.Sprintf("%d frontends, %d backends", len(g.frontends), len(g.backends))
+}
+
+// buildHTTP makes the HTTP handler of an http-mode frontend; certificates
+// are read from disk again on every reload.
+func (d *Daemon) buildHTTP(fc *config.Frontend, backends proxy.HTTPBackends) (*l7.Handler, error) {
+	hc := l7.Config{
+		Frontend: fc.Name, DefaultBackend: fc.DefaultBackend,
+		RequestHeaders:  l7Rules(fc.HTTP.RequestHeaders),
+		ResponseHeaders: l7Rules(fc.HTTP.ResponseHeaders),
+		Forwarded:       fc.HTTP.Forwarded, RequestID: fc.HTTP.RequestID, MaxHeaderBytes: fc.HTTP.MaxHeaderBytes,
+		Timeouts: l7.Timeouts{Client: fc.Timeouts.Client.D(), Server: fc.Timeouts.Server.D(), Connect: fc.Timeouts.Connect.D(),
+			HTTPRequest: fc.Timeouts.HTTPRequest.D(), Idle: fc.Timeouts.Idle.D()},
+		AccessLog: fc.AccessLog,
+	}
+	for _, r := range fc.Routes {
+		lr := l7.Route{Host: r.Host, PathPrefix: r.PathPrefix, Path: r.Path, Methods: r.Methods, Headers: r.Headers, Backend: r.Backend}
+		if rd := r.Redirect; rd != nil {
+			lr.Redirect = &l7.Redirect{Scheme: rd.Scheme, Host: rd.Host, Port: rd.Port, Path: rd.Path, Code: rd.Code}
+		}
+		hc.Routes = append(hc.Routes, lr)
+	}
+	if t := fc.TLS; t != nil {
+		tc, err := l7.LoadCertificates(certFiles(t))
+		if err != nil {
+			return nil, fmt.Errorf("frontend %s: %w", fc.Name, err)
+		}
+		if t.MinVersion == "1.3" {
+			tc.MinVersion = tls.VersionTLS13
+		}
+		hc.TLS = tc
+	}
+	return l7.New(hc, backends, d.httpMetrics, d.log)
+}
+
+func certFiles(t *config.TLS) []l7.CertFile {
+	var out []l7.CertFile
+	if t.Cert != "" {
+		out = append(out, l7.CertFile{CertFile: t.Cert, KeyFile: t.Key})
+	}
+	for _, c := range t.Certs {
+		out = append(out, l7.CertFile{CertFile: c.Cert, KeyFile: c.Key})
+	}
+	return out
+}
+
+func l7Rules(r config.HeaderRules) l7.HeaderRules {
+	return l7.HeaderRules{Set: r.Set, Add: r.Add, Remove: r.Remove}
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/palisade-lb/palisade/internal/logging"
 	"github.com/palisade-lb/palisade/internal/state"
 	"github.com/palisade-lb/palisade/proxy"
+	"github.com/palisade-lb/palisade/proxy/l7"
 )
 
 // Options configure a Daemon.
@@ -61,11 +62,12 @@ type Daemon struct {
 
 	// hardCtx is cancelled global.grace after a stop begins: connections
 	// still open then are closed.
-	hardCtx    context.Context
-	hardCancel context.CancelFunc
-	bg         sync.WaitGroup // drains of retired frontends
-	checks     *checks
-	resolvers  *resolvers
+	hardCtx     context.Context
+	hardCancel  context.CancelFunc
+	bg          sync.WaitGroup // drains of retired frontends
+	checks      *checks
+	httpMetrics *l7.Metrics
+	resolvers   *resolvers
 }
 
 // ReloadResult is the outcome of the last (re)load.
@@ -94,6 +96,11 @@ func New(opts Options) (*Daemon, error) {
 	d.resolvers = newResolvers(d)
 	d.metrics = newMetrics(d, opts.Registry)
 	d.checks.metrics = healthcheck.NewMetrics(opts.Registry)
+	hm, err := l7.NewMetrics(opts.Registry)
+	if err != nil {
+		return nil, fmt.Errorf("registering http metrics: %w", err)
+	}
+	d.httpMetrics = hm
 	return d, nil
 }
 

@@ -255,6 +255,13 @@ func (s *Server) ConnectFailed() {
 	}
 }
 
+// Failed records a failed exchange (an HTTP 5xx, a timeout) for passive checks.
+func (s *Server) Failed() {
+	if p := s.passive.Load(); p != nil {
+		(*p).Fail()
+	}
+}
+
 // Succeeded records a successful exchange for passive checks.
 func (s *Server) Succeeded() {
 	if p := s.passive.Load(); p != nil {

@@ -1,0 +1,131 @@
+package daemon
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func httpServer(t *testing.T, name string) string {
+	t.Helper()
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "%s %s %s xff=%s", name, r.Host, r.URL.Path, r.Header.Get("X-Forwarded-For"))
+	}))
+	t.Cleanup(s.Close)
+	return strings.TrimPrefix(s.URL, "http://")
+}
+
+func selfSigned(t *testing.T, dir, host string) (certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: host}, DNSNames: []string{host},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, _ := x509.MarshalECPrivateKey(key)
+	certFile, keyFile = filepath.Join(dir, host+".pem"), filepath.Join(dir, host+".key")
+	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
+	return certFile, keyFile
+}
+
+// TestHTTPFrontend runs an http-mode frontend through the daemon: routing
+// by host and path, forwarded headers, 503 without servers, TLS with h2,
+// and the http metrics.
+func TestHTTPFrontend(t *testing.T) {
+	app, api := httpServer(t, "app"), httpServer(t, "api")
+	plain, secure := freeAddr(t), freeAddr(t)
+	dir := t.TempDir()
+	cert, key := selfSigned(t, dir, "www.example.test")
+	path := tempConfig(t)
+	writeConfig(t, path, fmt.Sprintf(`
+global: {log: {level: warn}}
+frontends:
+  - name: web
+    mode: http
+    listen: [%q]
+    routes:
+      - {host: api.example.test, path_prefix: /v1, backend: api}
+      - {path: /old, redirect: {scheme: https, code: 308}}
+      - {path_prefix: /dead, backend: dead}
+    default_backend: app
+  - name: tls
+    mode: http
+    listen: [%q]
+    tls: {cert: %q, key: %q}
+    default_backend: app
+backends:
+  - {name: app, health: {type: http, path: /, interval: 100ms, timeout: 80ms}, servers: [{name: a1, address: %q}]}
+  - {name: api, servers: [{name: p1, address: %q}]}
+  - {name: dead, health: {type: tcp, interval: 100ms, timeout: 80ms, rise: 1, fall: 1}, servers: [{name: d1, address: "127.0.0.1:1"}]}
+`, plain, secure, cert, key, app, api))
+	r := startDaemon(t, path)
+	waitFor(t, "servers up", 5*time.Second, func() bool { v, _ := r.d.Backend("app"); return v.ActiveServers == 1 })
+
+	get := func(c *http.Client, url, host string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest("GET", url, nil)
+		if host != "" {
+			req.Host = host
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatalf("GET %s: %v", url, err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	if code, body := get(noRedirect, "http://"+plain+"/v1/users", "api.example.test"); code != 200 || !strings.HasPrefix(body, "api api.example.test /v1/users xff=127.0.0.1") {
+		t.Errorf("api route: %d %q", code, body)
+	}
+	if code, body := get(noRedirect, "http://"+plain+"/v2/users", "api.example.test"); code != 200 || !strings.HasPrefix(body, "app ") {
+		t.Errorf("default backend: %d %q", code, body)
+	}
+	if code, _ := get(noRedirect, "http://"+plain+"/old", "www.example.test"); code != 308 {
+		t.Errorf("redirect: %d", code)
+	}
+	if code, _ := get(noRedirect, "http://"+plain+"/dead/x", ""); code != 503 {
+		t.Errorf("no server: %d, want 503", code)
+	}
+	tlsClient := &http.Client{Transport: &http.Transport{ForceAttemptHTTP2: true, TLSClientConfig: &tls.Config{
+		InsecureSkipVerify: true, ServerName: "www.example.test"}}}
+	defer tlsClient.CloseIdleConnections()
+	req, _ := http.NewRequest("GET", "https://"+secure+"/tls", nil)
+	resp, err := tlsClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.ProtoMajor != 2 || !strings.HasPrefix(string(b), "app ") {
+		t.Errorf("TLS: proto %s body %q", resp.Proto, b)
+	}
+	if v := metric(t, r.reg, "palisade_http_requests_total", map[string]string{"frontend": "web", "backend": "api", "code": "2xx"}); v != 1 {
+		t.Errorf("http_requests_total{web,api,2xx} = %v", v)
+	}
+	if _, err := net.Dial("tcp", plain); err != nil {
+		t.Fatal(err)
+	}
+}
