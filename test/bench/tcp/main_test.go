@@ -95,3 +95,17 @@ func TestParseStraceSummary(t *testing.T) {
 		t.Errorf("parsed %v", m)
 	}
 }
+
+func TestParsePerfStat(t *testing.T) {
+	out := `# started on Thu Nov 26 00:51:34 2026
+
+12345,,syscalls:sys_enter_splice,1000,100.00,,
+<not counted>,,syscalls:sys_enter_iopl,0,100.00,,
+0,,syscalls:sys_enter_read,1000,100.00,,
+7,,syscalls:sys_enter_shutdown,1000,100.00,,
+`
+	m := parsePerfStat(out)
+	if m["splice"] != 12345 || m["shutdown"] != 7 || len(m) != 2 {
+		t.Errorf("parsed %v", m)
+	}
+}

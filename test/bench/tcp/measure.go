@@ -172,7 +172,8 @@ func (b *bench) measureIdle(ctx context.Context, res *results) error {
 			return fmt.Errorf("idle probe via %s: %w", x.key, err)
 		}
 		limit := nofileSoft(x.p.pid())
-		capacity := int(float64(limit-r.fdsBefore-100) / max(1, r.fdsPerConn()))
+		// rounded up: fds of pooled splice pipes are already open before the probe
+		capacity := int(float64(limit-r.fdsBefore-100) / max(1, math.Ceil(r.fdsPerConn()-0.01)))
 		if x.key == "haproxy" {
 			capacity = min(capacity, b.hapMaxconn-100)
 		}

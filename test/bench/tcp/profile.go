@@ -12,53 +12,55 @@ import (
 	"time"
 )
 
-// profileResult holds syscalls per request of each proxy under each load,
-// from strace -c, and where the perf reports were written.
+// profileResult holds syscalls per request (per MB for bulk) of each proxy
+// under each load, and where the perf reports were written.
 type profileResult struct {
-	dir   string
-	cols  []string                      // "scenario/target" in column order
-	calls map[string]map[string]float64 // column → syscall → calls per request
-	reqs  map[string]int64
-	perf  []string
+	dir    string
+	method string
+	cols   []string                      // "scenario/target" in column order
+	calls  map[string]map[string]float64 // column → syscall → calls per unit
+	perf   []string
 }
 
-// profileAll runs, for the new-connection and keep-alive loads, each proxy
-// once under strace -c (syscalls per request) and once under perf record -g
-// (if perf is installed). These runs are not part of the measured figures.
+// profileAll runs, for each scenario, palisade and its HAProxy peer once more
+// under the same load as the measurement: once counting syscalls (perf stat
+// on the syscall tracepoints, or strace -c without perf) and once recording
+// call graphs (perf record -g). These runs are not part of the figures.
 func (b *bench) profileAll(ctx context.Context, dir string) (*profileResult, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	pr := &profileResult{dir: dir, calls: map[string]map[string]float64{}, reqs: map[string]int64{}}
-	d := 3 * time.Second
-	for _, sc := range []struct {
-		key       string
-		closeConn bool
-	}{{"conn", true}, {"keepalive", false}} {
-		for _, t := range []*target{b.pal, b.hap} {
+	pr := &profileResult{dir: dir, calls: map[string]map[string]float64{}, method: "perf stat -e 'syscalls:sys_enter_*'"}
+	if b.tools.perf == "" {
+		if b.tools.strace == "" {
+			return nil, fmt.Errorf("neither perf nor strace installed")
+		}
+		pr.method = "strace -c -f"
+	}
+	for _, sc := range b.scenarios() {
+		peers := []*target{b.pal, b.hap}
+		if sc.key == "bulk" {
+			peers = []*target{b.pal, b.hapSp}
+		}
+		for _, t := range peers {
 			col := sc.key + "/" + t.key
-			if b.tools.strace != "" {
-				file := filepath.Join(dir, "strace-"+sc.key+"-"+t.key+".txt")
-				calls, reqs, err := b.straceRun(ctx, t, file, sc.closeConn, d)
-				if err != nil {
-					return nil, fmt.Errorf("strace %s: %w", col, err)
-				}
-				pr.cols = append(pr.cols, col)
-				pr.reqs[col] = reqs
-				pr.calls[col] = map[string]float64{}
-				for name, n := range calls {
-					pr.calls[col][name] = float64(n) / float64(reqs)
-				}
-				b.logf("profile: strace %s: %d requests", col, reqs)
+			base := filepath.Join(dir, sc.key+"-"+t.key)
+			calls, units, err := b.countSyscalls(ctx, sc, t, base+".syscalls.txt")
+			if err != nil {
+				return nil, fmt.Errorf("counting syscalls %s: %w", col, err)
 			}
+			pr.cols = append(pr.cols, col)
+			pr.calls[col] = map[string]float64{}
+			for name, n := range calls {
+				pr.calls[col][name] = float64(n) / units
+			}
+			b.logf("profile: syscalls %s: %.0f %s", col, units, strings.TrimPrefix(sc.cswUnit, "/"))
 			if b.tools.perf != "" {
-				file := filepath.Join(dir, "perf-"+sc.key+"-"+t.key)
-				if err := b.perfRun(ctx, t, file, sc.closeConn, d); err != nil {
-					b.logf("profile: perf %s: %v", col, err)
-					continue
+				if err := b.perfRecord(ctx, sc, t, base+".perf"); err != nil {
+					b.logf("profile: perf record %s: %v", col, err)
+				} else {
+					pr.perf = append(pr.perf, base+".perf.txt")
 				}
-				pr.perf = append(pr.perf, file+".txt")
-				b.logf("profile: perf %s: %s.txt", col, file)
 			}
 			if err := b.alive(); err != nil {
 				return nil, err
@@ -68,13 +70,26 @@ func (b *bench) profileAll(ctx context.Context, dir string) (*profileResult, err
 	return pr, nil
 }
 
-// straceRun counts the syscalls of t's process (all threads) during a wrk
-// run of d with 10 connections.
-func (b *bench) straceRun(ctx context.Context, t *target, file string, closeConn bool, d time.Duration) (map[string]int64, int64, error) {
-	sctx, cancel := context.WithTimeout(ctx, d+60*time.Second)
+// units is what a sample's syscalls are divided by: requests, or MB for bulk.
+func units(sc *scenario, s sample, d time.Duration) float64 {
+	if sc.key == "bulk" {
+		return s.rate * d.Seconds()
+	}
+	return float64(s.count)
+}
+
+// countSyscalls counts the syscalls of t's process (all threads) during one
+// run of sc's load.
+func (b *bench) countSyscalls(ctx context.Context, sc *scenario, t *target, file string) (map[string]int64, float64, error) {
+	cctx, cancel := context.WithTimeout(ctx, b.o.duration+60*time.Second)
 	defer cancel()
 	pid := t.p.pid()
-	cmd := exec.CommandContext(sctx, b.tools.strace, "-c", "-f", "-o", file, "-p", strconv.Itoa(pid))
+	var cmd *exec.Cmd
+	if b.tools.perf != "" {
+		cmd = exec.CommandContext(cctx, b.tools.perf, "stat", "-x", ",", "-o", file, "-e", "syscalls:sys_enter_*", "-p", strconv.Itoa(pid))
+	} else {
+		cmd = exec.CommandContext(cctx, b.tools.strace, "-c", "-f", "-o", file, "-p", strconv.Itoa(pid))
+	}
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
@@ -87,10 +102,12 @@ func (b *bench) straceRun(ctx context.Context, t *target, file string, closeConn
 			_ = cmd.Wait()
 		}
 	}()
-	if err := waitTraced(sctx, pid, 10*time.Second); err != nil {
-		return nil, 0, err
+	if b.tools.perf == "" {
+		if err := waitTraced(cctx, pid, 10*time.Second); err != nil {
+			return nil, 0, err
+		}
 	}
-	r, err := runWrk(sctx, "http://"+t.addr+"/small", 1, 10, d, closeConn)
+	s, err := sc.run(cctx, t)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -101,17 +118,44 @@ func (b *bench) straceRun(ctx context.Context, t *target, file string, closeConn
 	case <-done:
 		waited = true
 	case <-time.After(20 * time.Second):
-		return nil, 0, fmt.Errorf("strace did not stop: %s", out.String())
+		return nil, 0, fmt.Errorf("%s did not stop: %s", cmd.Path, out.String())
 	}
 	data, err := os.ReadFile(file)
 	if err != nil {
 		return nil, 0, err
 	}
-	calls := parseStraceSummary(string(data))
-	if len(calls) == 0 || r.requests == 0 {
-		return nil, 0, fmt.Errorf("no strace summary (%s) or no requests", out.String())
+	var calls map[string]int64
+	if b.tools.perf != "" {
+		calls = parsePerfStat(string(data))
+	} else {
+		calls = parseStraceSummary(string(data))
 	}
-	return calls, r.requests, nil
+	u := units(sc, s, b.o.duration)
+	if len(calls) == 0 || u <= 0 {
+		return nil, 0, fmt.Errorf("no syscall counts (%s) or no load", out.String())
+	}
+	return calls, u, nil
+}
+
+// parsePerfStat reads perf stat -x, output of syscalls:sys_enter_* events.
+func parsePerfStat(s string) map[string]int64 {
+	out := map[string]int64{}
+	for _, l := range strings.Split(s, "\n") {
+		f := strings.Split(l, ",")
+		if len(f) < 3 {
+			continue
+		}
+		name, ok := strings.CutPrefix(f[2], "syscalls:sys_enter_")
+		if !ok {
+			continue
+		}
+		n, err := strconv.ParseInt(f[0], 10, 64)
+		if err != nil || n == 0 {
+			continue
+		}
+		out[name] += n
+	}
+	return out
 }
 
 // waitTraced waits until every thread of pid has a tracer.
@@ -163,21 +207,20 @@ func parseStraceSummary(s string) map[string]int64 {
 	return out
 }
 
-// perfRun records call graphs of t's process during a wrk run and writes
-// file.data and a flat report file.txt.
-func (b *bench) perfRun(ctx context.Context, t *target, file string, closeConn bool, d time.Duration) error {
-	pctx, cancel := context.WithTimeout(ctx, d+60*time.Second)
+// perfRecord records call graphs of t's process during one run of sc's
+// load and writes file.data and a flat report file.txt.
+func (b *bench) perfRecord(ctx context.Context, sc *scenario, t *target, file string) error {
+	pctx, cancel := context.WithTimeout(ctx, b.o.duration+60*time.Second)
 	defer cancel()
-	secs := int(d / time.Second)
-	rec := exec.CommandContext(pctx, b.tools.perf, "record", "-F", "999", "-g", "-p", strconv.Itoa(t.p.pid()),
-		"-o", file+".data", "--", "sleep", strconv.Itoa(secs))
+	rec := exec.CommandContext(pctx, b.tools.perf, "record", "-F", "999", "-g", "-p", strconv.Itoa(t.p.pid()), "-o", file+".data")
 	var out bytes.Buffer
 	rec.Stdout, rec.Stderr = &out, &out
 	if err := rec.Start(); err != nil {
 		return err
 	}
-	_, werr := runWrk(pctx, "http://"+t.addr+"/small", 1, 10, d, closeConn)
-	if err := rec.Wait(); err != nil {
+	_, werr := sc.run(pctx, t)
+	_ = rec.Process.Signal(os.Interrupt)
+	if err := rec.Wait(); err != nil && !strings.Contains(err.Error(), "interrupt") {
 		return fmt.Errorf("perf record: %v: %s", err, out.String())
 	}
 	if werr != nil {
@@ -197,7 +240,8 @@ func (p *profileResult) markdown() string {
 		return ""
 	}
 	var w strings.Builder
-	fmt.Fprintf(&w, "\nSyscalls per request (strace -c -f on the proxy, wrk -t1 -c10, not part of the figures above):\n\n")
+	fmt.Fprintf(&w, "\nSyscalls of the proxy per request (bulk: per MB), counted with `%s` on all its threads "+
+		"in one more run of each load (not part of the figures above; `-profile DIR`):\n\n", p.method)
 	w.WriteString("| syscall |")
 	for _, c := range p.cols {
 		fmt.Fprintf(&w, " %s |", c)
