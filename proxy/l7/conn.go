@@ -21,9 +21,9 @@ const (
 	stIdle
 )
 
-// Reusing an idle server connection for a non-idempotent request risks the
-// server closing it at the same moment, which cannot be retried safely; such
-// requests only reuse connections idle for less than this.
+// Reusing an idle server connection risks the server closing it at the same
+// moment; requests that cannot be retried then (non-idempotent, or with a
+// streamed body) only reuse connections idle for less than this.
 const nonIdempotentMaxIdle = time.Second
 
 // spliceMin is the body remainder from which bodies are moved with splice(2)
@@ -407,7 +407,8 @@ func (c *conn) forward(be *backendRef, host, path []byte) bool {
 	replayable := bodyDone
 	idem := http1.Idempotent(req.Method)
 	maxAge := h.cfg.Timeouts.Idle
-	if !idem {
+	if !idem || !replayable {
+		// A stale connection could not be retried: only take fresh ones.
 		maxAge = nonIdempotentMaxIdle
 	}
 
