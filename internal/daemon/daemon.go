@@ -6,6 +6,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -34,9 +36,16 @@ type Options struct {
 	Commit  string
 	// Extras reports the VRRP and synflood state for the status API; may be nil.
 	Extras Extras
+	// Resolver looks up server host names; nil means net.DefaultResolver.
+	Resolver Resolver
 	// OnConfig is called after every successful load with the new config
 	// (the admin API rebinds from it); an error at the first load stops Run.
 	OnConfig func(*config.Config) error
+}
+
+// Resolver resolves host names (net.Resolver satisfies it).
+type Resolver interface {
+	LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error)
 }
 
 // Extras are the parts of the process the daemon reports on but does not own.
@@ -85,6 +94,9 @@ func New(opts Options) (*Daemon, error) {
 	}
 	if opts.Registry == nil {
 		opts.Registry = prometheus.NewRegistry()
+	}
+	if opts.Resolver == nil {
+		opts.Resolver = net.DefaultResolver
 	}
 	if opts.Notify == nil {
 		opts.Notify = func(string) {}

@@ -74,7 +74,7 @@ func (rs *resolvers) run(ctx context.Context, r *resolver, s *state.Server, host
 		case <-t.C:
 		}
 		lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		ips, err := net.DefaultResolver.LookupNetIP(lctx, "ip", host)
+		ips, err := rs.d.opts.Resolver.LookupNetIP(lctx, "ip", host)
 		cancel()
 		switch {
 		case err != nil || len(ips) == 0:
