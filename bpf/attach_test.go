@@ -1,6 +1,7 @@
 package bpf
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -66,7 +67,14 @@ func inNetns(t *testing.T, name string, fn func()) {
 			errc <- err
 			return
 		}
+		returned := false
+		defer func() {
+			if !returned { // fn called t.FailNow: this thread stays locked and dies
+				errc <- errors.New("function did not return")
+			}
+		}()
 		fn()
+		returned = true
 		if err := netns.Set(orig); err != nil {
 			errc <- err // thread stays locked and dies with the goroutine
 			return
@@ -159,7 +167,7 @@ func TestAttachModes(t *testing.T) {
 // TestLoadWithoutPrivileges re-executes the test binary as nobody: Load
 // must fail with an error that wraps ErrPermission.
 func TestLoadWithoutPrivileges(t *testing.T) {
-	if os.Getenv("SYNFLOOD_UNPRIVILEGED_CHILD") == "1" {
+	if os.Getenv("SYNFLOOD_CHILD_EXPECT") == "permission" {
 		_, err := Load(Config{Ports: []uint16{80}})
 		switch {
 		case err == nil:
@@ -167,10 +175,80 @@ func TestLoadWithoutPrivileges(t *testing.T) {
 		case !errors.Is(err, ErrPermission):
 			t.Fatalf("error does not wrap ErrPermission: %v", err)
 		}
-		t.Logf("unprivileged Load: %v", err)
+		t.Logf("child: unprivileged Load: %v", err)
 		return
 	}
 	needRoot(t)
+	cmd := nobodyCmd(t, "TestLoadWithoutPrivileges", "permission")
+	err := cmd.Run()
+	checkChild(t, cmd.Stdout.(*bytes.Buffer).Bytes(), err)
+}
+
+func checkChild(t *testing.T, out []byte, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatalf("child as nobody: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "child: ") {
+		t.Fatalf("child did not run the check:\n%s", out)
+	}
+	t.Logf("%s", out)
+}
+
+// TestLoadWithCapabilities: as nobody with CAP_BPF, CAP_NET_ADMIN and
+// CAP_PERFMON (the BPF part of what the systemd unit grants) the program
+// loads, attaches and runs; without CAP_PERFMON Load fails with
+// ErrPermission (the verifier forbids variable packet offsets).
+func TestLoadWithCapabilities(t *testing.T) {
+	if os.Getenv("SYNFLOOD_CHILD_EXPECT") == "permission-no-perfmon" {
+		_, err := Load(Config{Ports: []uint16{80}})
+		if !errors.Is(err, ErrPermission) {
+			t.Fatalf("Load without CAP_PERFMON: want ErrPermission, got %v", err)
+		}
+		t.Logf("child: without CAP_PERFMON: %v", err)
+		return
+	}
+	if strings.HasPrefix(os.Getenv("SYNFLOOD_CHILD_EXPECT"), "ok:") {
+		f, err := Load(Config{Mode: FilterSyncookie, PerSource: Limit{Rate: frozen, Burst: 1}, Ports: []uint16{80}})
+		if err != nil {
+			t.Fatalf("Load with CAP_BPF+CAP_NET_ADMIN+CAP_PERFMON: %v", err)
+		}
+		defer f.Close()
+		expect(t, f, syn("198.18.1.1", 80), xdpPass, "stamp SYN")
+		expect(t, f, syn("198.18.1.1", 80), xdpDrop, "over the limit")
+		// The parent started this process inside the test namespace.
+		if err = f.Attach("v0", XDPNative); err != nil {
+			t.Fatalf("Attach with CAP_BPF+CAP_NET_ADMIN+CAP_PERFMON: %v", err)
+		}
+		t.Logf("child: loaded and attached (%s) with CAP_BPF+CAP_NET_ADMIN+CAP_PERFMON", f.Mode())
+		return
+	}
+	ns := testNetns(t)
+	// Started from a thread inside ns, the child inherits it and needs no
+	// CAP_SYS_ADMIN for setns (which would imply CAP_BPF and CAP_PERFMON).
+	var cmd *exec.Cmd
+	var out []byte
+	var err error
+	inNetns(t, ns, func() {
+		cmd = nobodyCmd(t, "TestLoadWithCapabilities", "ok:"+ns, 39 /* CAP_BPF */, 12 /* CAP_NET_ADMIN */, 38 /* CAP_PERFMON */)
+		err = cmd.Start()
+	})
+	if err == nil {
+		err = cmd.Wait()
+	}
+	out = cmd.Stdout.(*bytes.Buffer).Bytes()
+	checkChild(t, out, err)
+
+	cmd = nobodyCmd(t, "TestLoadWithCapabilities", "permission-no-perfmon", 39, 12)
+	err = cmd.Run()
+	checkChild(t, cmd.Stdout.(*bytes.Buffer).Bytes(), err)
+}
+
+// nobodyCmd prepares a re-execution of the test binary as uid 65534 with
+// the given ambient capabilities, running only test name, which sees
+// expect in SYNFLOOD_CHILD_EXPECT. Output goes to a *bytes.Buffer.
+func nobodyCmd(t *testing.T, name, expect string, caps ...uintptr) *exec.Cmd {
+	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
@@ -191,16 +269,11 @@ func TestLoadWithoutPrivileges(t *testing.T) {
 	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, "-test.run=^TestLoadWithoutPrivileges$", "-test.v")
+	cmd := exec.Command(bin, "-test.run=^"+name+"$", "-test.v")
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "SYNFLOOD_UNPRIVILEGED_CHILD=1", "GOCOVERDIR="+dir)
-	cmd.SysProcAttr = unprivileged()
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("child as nobody: %v\n%s", err, out)
-	}
-	if !strings.Contains(string(out), "unprivileged Load:") {
-		t.Fatalf("child did not run the check:\n%s", out)
-	}
-	t.Logf("%s", out)
+	cmd.Env = append(os.Environ(), "SYNFLOOD_CHILD_EXPECT="+expect, "GOCOVERDIR="+dir)
+	cmd.SysProcAttr = unprivileged(caps...)
+	var buf bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &buf, &buf
+	return cmd
 }

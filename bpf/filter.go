@@ -111,11 +111,15 @@ type Status struct {
 func classify(what string, err error) error {
 	var verr *ebpf.VerifierError
 	switch {
+	case errors.As(err, &verr) && strings.Contains(verr.Error(), "!root"):
+		// Variable-offset packet pointer arithmetic needs CAP_PERFMON
+		// (Spectre v1 mitigation); the verifier says "prohibited for !root".
+		return fmt.Errorf("%w (CAP_PERFMON missing?): %s: %w", ErrPermission, what, err)
 	case errors.As(err, &verr):
 		// The verifier reports with EACCES/EPERM too: this kernel cannot
 		// run the program, privileges are not the problem.
 		return fmt.Errorf("%w: %s: %w", ErrUnsupported, what, err)
-	case errors.Is(err, unix.EPERM), errors.Is(err, unix.EACCES), errors.Is(err, os.ErrPermission):
+	case errors.Is(err, unix.EPERM), errors.Is(err, unix.EACCES), errors.Is(err, unix.EROFS), errors.Is(err, os.ErrPermission):
 		return fmt.Errorf("%w: %s: %w", ErrPermission, what, err)
 	case errors.Is(err, ebpf.ErrNotSupported), errors.Is(err, unix.EOPNOTSUPP),
 		errors.Is(err, unix.ENOTSUP), errors.Is(err, unix.EINVAL):

@@ -670,6 +670,9 @@ int synflood(struct xdp_md *ctx)
 		return XDP_PASS;
 	__be16 proto = eth->h_proto;
 	void *l3 = eth + 1;
+	/* Counted, not computed as l3 - data: subtracting packet pointers
+	 * needs CAP_PERFMON. */
+	__u32 l2len = sizeof(*eth);
 
 	/* Up to two VLAN tags (802.1Q, or 802.1ad outer + 802.1Q inner). */
 #pragma unroll
@@ -683,10 +686,11 @@ int synflood(struct xdp_md *ctx)
 			return XDP_PASS;
 		proto = vh->proto;
 		l3 = vh + 1;
+		l2len += sizeof(*vh);
 	}
 
 	p.l3 = l3;
-	p.l2len = l3 - data;
+	p.l2len = l2len;
 	if (proto == bpf_htons(ETH_P_IP)) {
 		if (parse_ipv4(l3, end, &p))
 			return XDP_PASS;

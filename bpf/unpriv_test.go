@@ -2,6 +2,9 @@ package bpf
 
 import "syscall"
 
-func unprivileged() *syscall.SysProcAttr {
-	return &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+func unprivileged(ambient ...uintptr) *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{
+		Credential:  &syscall.Credential{Uid: 65534, Gid: 65534},
+		AmbientCaps: ambient,
+	}
 }
