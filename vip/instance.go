@@ -445,24 +445,17 @@ func (i *Instance) run(ctx context.Context, conn Conn) error {
 	}
 }
 
-// drainEvents handles the events already queued, without blocking.
+// drainEvents waits briefly (real time: this is I/O start-up, not protocol
+// timing) for the Conn to report the watched links' initial state.
 func (r *runner) drainEvents(events <-chan Event) {
-	deadline := r.clock.Now().Add(100 * time.Millisecond)
-	for r.clock.Now().Before(deadline) {
+	t := time.NewTimer(100 * time.Millisecond)
+	defer t.Stop()
+	for len(r.links) < len(r.watchLinks()) {
 		select {
 		case ev := <-events:
 			r.event(ev)
-		default:
-			if len(r.links) >= len(r.watchLinks()) {
-				return
-			}
-			t := r.clock.NewTimer(5 * time.Millisecond)
-			select {
-			case ev := <-events:
-				r.event(ev)
-			case <-t.C():
-			}
-			t.Stop()
+		case <-t.C:
+			return
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package vrrp_test
 
 import (
+	"net/netip"
 	"os"
 	"testing"
 	"time"
@@ -317,4 +318,88 @@ func TestKeepalivedInterop(t *testing.T) {
 		waitState(t, p, "MASTER", 2*time.Second)
 		waitServedBy(t, tp, "p", 2*time.Second)
 	})
+}
+
+func TestPalisadeVIPRemovedIsRestored(t *testing.T) {
+	tp, started := topo(t, 2)
+	a := startPal(t, tp, started, 1, "a", pal(200, true))
+	waitState(t, a, "MASTER", 3*time.Second)
+	waitVIP(t, tp, 1, 2*time.Second)
+	// An operator (or a network manager) removes the VIP: it is put back.
+	if err := harness.Run("ip", "-n", tp.NodeNS(1), "addr", "del", harness.VIP.String(), "dev", "eth0"); err != nil {
+		t.Fatal(err)
+	}
+	waitVIP(t, tp, 1, 2*time.Second)
+	waitServedBy(t, tp, "a", 2*time.Second)
+	if a.State() != "MASTER" {
+		t.Fatalf("state %s", a.State())
+	}
+}
+
+func TestPalisadeLinkTracking(t *testing.T) {
+	tp, started := topo(t, 2)
+	// The tracked "uplink": a veth pair inside a's namespace (removed with it).
+	trk, peer := tp.Prefix+"-t", tp.Prefix+"-u"
+	for _, args := range [][]string{
+		{"-n", tp.NodeNS(1), "link", "add", trk, "type", "veth", "peer", "name", peer},
+		{"-n", tp.NodeNS(1), "link", "set", peer, "up"},
+		{"-n", tp.NodeNS(1), "link", "set", trk, "up"},
+	} {
+		if err := harness.Run("ip", args...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ca := pal(200, true)
+	ca.Track = []vip.Track{{Interface: trk, Weight: -150}}
+	a := startPal(t, tp, started, 1, "a", ca)
+	waitState(t, a, "MASTER", 3*time.Second)
+	b := startPal(t, tp, started, 2, "b", pal(100, true))
+	waitState(t, b, "BACKUP", 3*time.Second)
+
+	// The tracked uplink goes down: a's priority drops to 50, b preempts.
+	if err := harness.Run("ip", "-n", tp.NodeNS(1), "link", "set", trk, "down"); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, b, "MASTER", 2*time.Second)
+	waitState(t, a, "BACKUP", time.Second)
+	waitVIP(t, tp, 2, time.Second)
+	if err := harness.Run("ip", "-n", tp.NodeNS(1), "link", "set", trk, "up"); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, a, "MASTER", 2*time.Second)
+	waitVIP(t, tp, 1, time.Second)
+
+	// a's own link loses carrier (its switch port goes down): FAULT, b serves.
+	if err := harness.Run("ip", "-n", tp.NS("b"), "link", "set", tp.Port(1), "down"); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, a, "FAULT", 2*time.Second)
+	waitState(t, b, "MASTER", 2*time.Second)
+	waitVIP(t, tp, 2, time.Second)
+	waitServedBy(t, tp, "b", 2*time.Second)
+	if err := harness.Run("ip", "-n", tp.NS("b"), "link", "set", tp.Port(1), "up"); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, a, "MASTER", 3*time.Second)
+	waitState(t, b, "BACKUP", time.Second)
+	waitServedBy(t, tp, "a", 2*time.Second)
+}
+
+func TestPalisadeUnicastPeers(t *testing.T) {
+	tp, started := topo(t, 2)
+	ca := pal(200, true)
+	ca.UnicastPeers = []netip.Addr{harness.NodeAddr(2).Addr()}
+	cb := pal(100, true)
+	cb.UnicastPeers = []netip.Addr{harness.NodeAddr(1).Addr()}
+	a := startPal(t, tp, started, 1, "a", ca)
+	waitState(t, a, "MASTER", 3*time.Second)
+	b := startPal(t, tp, started, 2, "b", cb)
+	waitState(t, b, "BACKUP", 3*time.Second)
+	// b stays BACKUP: a's unicast adverts reach it.
+	if harness.WaitFor(3*vip.MasterDownInterval(100, advert), func() bool { return b.State() != "BACKUP" }) {
+		t.Fatalf("b left BACKUP: %v", b.States())
+	}
+	waitServedBy(t, tp, "a", 2*time.Second)
+	a.Crash(tp)
+	waitServedBy(t, tp, "b", 5*time.Second)
 }

@@ -55,6 +55,7 @@ func main() {
 		advert     time.Duration
 	}
 	results := map[key][]time.Duration{}
+	failures := map[key]int{}
 	var order []key
 	failed := false
 	for _, as := range strings.Split(*adverts, ",") {
@@ -74,10 +75,10 @@ func main() {
 						os.Exit(1)
 					}
 					cur = tp
-					// Stratified kill phase relative to the master's advert
-					// schedule, the same sequence for every implementation.
+					// Stratified phases across one advert interval.
 					phase := time.Duration((float64(r) + 0.5) / float64(*runs) * float64(adv))
-					d, err := once(tp, impl, mode, adv, phase)
+					d, nfail, err := once(tp, impl, mode, adv, phase)
+					failures[k] += nfail
 					tp.Close()
 					cur = nil
 					if err != nil {
@@ -85,7 +86,7 @@ func main() {
 						failed = true
 						continue
 					}
-					fmt.Fprintf(os.Stderr, "%-10s %-8s advert %-6v run %d: %v\n", impl, mode, adv, r+1, d.Round(time.Millisecond))
+					fmt.Fprintf(os.Stderr, "%-10s %-8s advert %-6v run %d: %v (%d failed client attempts)\n", impl, mode, adv, r+1, d.Round(time.Millisecond), nfail)
 					results[k] = append(results[k], d)
 				}
 			}
@@ -93,7 +94,7 @@ func main() {
 	}
 
 	fmt.Printf("\nFailover time, kill/SIGTERM of the master -> first TCP connect answered by the backup through the VIP\n")
-	fmt.Printf("%-10s %-8s %-7s %5s %9s %9s %9s\n", "impl", "mode", "advert", "runs", "median", "min", "max")
+	fmt.Printf("%-10s %-8s %-7s %5s %9s %9s %9s %14s\n", "impl", "mode", "advert", "runs", "median", "min", "max", "failed/run")
 	med := map[key]time.Duration{}
 	for _, k := range order {
 		ds := results[k]
@@ -105,8 +106,9 @@ func main() {
 		if len(ds)%2 == 0 {
 			med[k] = (ds[len(ds)/2-1] + ds[len(ds)/2]) / 2
 		}
-		fmt.Printf("%-10s %-8s %-7v %5d %9v %9v %9v\n", k.impl, k.mode, k.advert, len(ds),
-			med[k].Round(time.Millisecond), ds[0].Round(time.Millisecond), ds[len(ds)-1].Round(time.Millisecond))
+		fmt.Printf("%-10s %-8s %-7v %5d %9v %9v %9v %14.1f\n", k.impl, k.mode, k.advert, len(ds),
+			med[k].Round(time.Millisecond), ds[0].Round(time.Millisecond), ds[len(ds)-1].Round(time.Millisecond),
+			float64(failures[k])/float64(len(ds)))
 	}
 	fmt.Println()
 	for _, k := range order {
@@ -125,8 +127,10 @@ func main() {
 	}
 }
 
-// once runs one failover and returns its duration as the client saw it.
-func once(tp *harness.Topology, impl, mode string, adv, phase time.Duration) (time.Duration, error) {
+// once runs one failover and returns its duration as the client saw it and
+// how many client connection attempts failed in between (the client retries
+// at once, with a 10ms connect timeout).
+func once(tp *harness.Topology, impl, mode string, adv, phase time.Duration) (time.Duration, int, error) {
 	start := func(i int, name string, prio uint8) (*harness.Node, error) {
 		if impl == "keepalived" {
 			return tp.Keepalived(i, name, harness.KeepalivedSpec{VRID: 51, Priority: prio, AdvertInterval: adv, Preempt: true})
@@ -137,18 +141,18 @@ func once(tp *harness.Topology, impl, mode string, adv, phase time.Duration) (ti
 	}
 	master, err := start(1, "master", 200)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	if !harness.WaitFor(10*time.Second, func() bool { return tp.HasVIP(1) }) {
-		return 0, fmt.Errorf("master never took the VIP:\n%s", master.Logs())
+		return 0, 0, fmt.Errorf("master never took the VIP:\n%s", master.Logs())
 	}
 	backup, err := start(2, "backup", 100)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	dl, err := tp.ClientDialer()
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer dl.Close()
 	// Warm up: the client talks to the master for a while (longer than the
@@ -158,14 +162,28 @@ func once(tp *harness.Topology, impl, mode string, adv, phase time.Duration) (ti
 		got, err := dl.Ask(200 * time.Millisecond)
 		if err != nil || got != "master" {
 			if time.Now().After(warm.Add(5 * time.Second)) {
-				return 0, fmt.Errorf("client not served by the master: %q %v", got, err)
+				return 0, 0, fmt.Errorf("client not served by the master: %q %v", got, err)
 			}
 		}
 		time.Sleep(min(20*time.Millisecond, time.Until(warm)))
 	}
 	if tp.HasVIP(2) {
-		return 0, fmt.Errorf("backup holds the VIP before the failover:\n%s", backup.Logs())
+		return 0, 0, fmt.Errorf("backup holds the VIP before the failover:\n%s", backup.Logs())
 	}
+
+	// Stop the master at a fixed phase after one of its adverts, the same
+	// phases for every implementation: the failover time after a crash
+	// depends on it (master down = 3*advert + skew after the last advert).
+	w, err := dl.WatchAdverts()
+	if err != nil {
+		return 0, 0, err
+	}
+	defer w.Close()
+	_, last, err := w.Next(harness.NodeAddr(1).Addr(), 3*adv+time.Second)
+	if err != nil {
+		return 0, 0, fmt.Errorf("no advert from the master seen: %w", err)
+	}
+	time.Sleep(time.Until(last.Add(phase)))
 
 	t0 := time.Now()
 	if mode == "graceful" {
@@ -175,18 +193,34 @@ func once(tp *harness.Topology, impl, mode string, adv, phase time.Duration) (ti
 		master.Crash(tp)
 	}
 	limit := t0.Add(20*adv + 5*time.Second)
+	debug := os.Getenv("FAILOVERBENCH_DEBUG") != ""
+	lastOutcome := ""
+	failed := 0
 	for attempts := 0; time.Now().Before(limit) && attempts < 100000; attempts++ {
 		// A short connect timeout: a SYN sent while nobody owns the VIP is
 		// lost, and the next attempt must not wait long.
 		got, err := dl.Ask(10 * time.Millisecond)
+		if err != nil {
+			failed++
+		}
+		if debug {
+			o := got
+			if err != nil {
+				o = err.Error()
+			}
+			if o != lastOutcome {
+				fmt.Fprintf(os.Stderr, "  %8v %s\n", time.Since(t0).Round(100*time.Microsecond), o)
+				lastOutcome = o
+			}
+		}
 		if err == nil && got == "backup" {
 			d := time.Since(t0)
 			if m := backup.StateSince("MASTER"); !m.IsZero() && os.Getenv("FAILOVERBENCH_DEBUG") != "" {
 				fmt.Fprintf(os.Stderr, "  backup MASTER after %v, client served after %v (%d attempts)\n", m.Sub(t0), d, attempts)
 			}
-			return d, nil
+			return d, failed, nil
 		}
 		time.Sleep(time.Millisecond)
 	}
-	return 0, fmt.Errorf("backup never answered through the VIP:\n%s\n%s", master.Logs(), backup.Logs())
+	return 0, 0, fmt.Errorf("backup never answered through the VIP:\n%s\n%s", master.Logs(), backup.Logs())
 }

@@ -24,7 +24,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/palisade-lb/palisade/vip"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // Addresses of the topology.
@@ -318,3 +320,73 @@ func WaitFor(d time.Duration, cond func() bool) bool {
 		time.Sleep(2 * time.Millisecond)
 	}
 }
+
+// AdvertWatcher receives the VRRP adverts the client host sees.
+type AdvertWatcher struct {
+	f *os.File
+}
+
+// WatchAdverts opens a raw protocol-112 socket in the client namespace,
+// joined to 224.0.0.18 on its eth0.
+func (d *Dialer) WatchAdverts() (*AdvertWatcher, error) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		return nil, err
+	}
+	defer orig.Close()
+	if err := netns.Set(d.ns); err != nil {
+		return nil, err
+	}
+	w, werr := openWatcher()
+	if err := netns.Set(orig); err != nil {
+		runtime.LockOSThread() // never reuse this thread
+		if w != nil {
+			w.Close()
+		}
+		return nil, fmt.Errorf("restoring namespace: %w", err)
+	}
+	return w, werr
+}
+
+func openWatcher() (*AdvertWatcher, error) {
+	ifi, err := net.InterfaceByName("eth0")
+	if err != nil {
+		return nil, err
+	}
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, vip.IPProtocol)
+	if err != nil {
+		return nil, err
+	}
+	m := &unix.IPMreqn{Multiaddr: vip.MulticastGroup.As4(), Ifindex: int32(ifi.Index)}
+	if err := unix.SetsockoptIPMreqn(fd, unix.IPPROTO_IP, unix.IP_ADD_MEMBERSHIP, m); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	return &AdvertWatcher{f: os.NewFile(uintptr(fd), "advert-watcher")}, nil
+}
+
+// Next returns the next valid advert from src (any source if invalid) with
+// priority > 0, and when it arrived, waiting at most d.
+func (w *AdvertWatcher) Next(src netip.Addr, d time.Duration) (vip.Packet, time.Time, error) {
+	deadline := time.Now().Add(d)
+	if err := w.f.SetReadDeadline(deadline); err != nil {
+		return vip.Packet{}, time.Time{}, err
+	}
+	buf := make([]byte, 2048)
+	for {
+		n, err := w.f.Read(buf)
+		if err != nil {
+			return vip.Packet{}, time.Time{}, err
+		}
+		at := time.Now()
+		p, r := vip.DecodeIPv4(buf[:n])
+		if r == vip.ReasonNone && p.Advert.Priority > 0 && (!src.IsValid() || p.Src == src) {
+			return p, at, nil
+		}
+	}
+}
+
+// Close closes the socket.
+func (w *AdvertWatcher) Close() error { return w.f.Close() }
