@@ -2,14 +2,16 @@ package config
 
 import (
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"os"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/palisade-lb/palisade/healthcheck"
 )
 
 func (d *decoder) validate(f *File) {
@@ -275,43 +277,76 @@ func (d *decoder) validateBackend(b *Backend) {
 }
 
 func (d *decoder) validateHealth(h *Health) {
-	if _, err := ParseStatusRanges(h.ExpectStatus); err != nil {
-		d.errAt(h.KeyPos("expect_status"), "expect_status: %v", err)
-	}
 	if h.Timeout > h.Interval && h.Type != "none" {
 		d.errAt(h.KeyPos("timeout"), "timeout %s is longer than interval %s", h.Timeout, h.Interval)
 	}
-	if !isToken(h.Method) {
-		d.errAt(h.KeyPos("method"), "method %q is not a valid HTTP method", h.Method)
+	if h.Passive.MaxFails > 0 && h.Type == "none" {
+		d.errAt(h.Passive.KeyPos("max_fails"), "passive checks need an active check to bring servers back (type is none)")
 	}
-	if !strings.HasPrefix(h.Path, "/") {
-		d.errAt(h.KeyPos("path"), "path %q must start with /", h.Path)
+	err := healthcheck.ValidateSpec(h.Spec())
+	var fe *healthcheck.FieldError
+	for _, e := range unjoin(err) {
+		if errors.As(e, &fe) {
+			d.errAt(h.fieldPos(fe.Field), "%s: %s", fe.Field, fe.Msg)
+		} else {
+			d.errAt(h.Pos(), "health: %v", e)
+		}
 	}
-	if h.Type == "send_expect" && len(h.Steps) == 0 {
-		d.errAt(h.KeyPos("type"), "send_expect needs steps")
+}
+
+func unjoin(err error) []error {
+	if err == nil {
+		return nil
 	}
-	for i := range h.Steps {
-		s := &h.Steps[i]
-		n := 0
-		for _, v := range []string{s.Send, s.Expect, s.ExpectRegex} {
-			if v != "" {
-				n++
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}
+
+// fieldPos finds the position of a checker field name such as "expect_status",
+// "tls.ca", "agent.port" or "steps[1].expect_regex".
+func (h *Health) fieldPos(field string) Pos {
+	head, rest, _ := strings.Cut(field, ".")
+	if name, idx, ok := strings.Cut(head, "["); ok && name == "steps" {
+		i, _ := strconv.Atoi(strings.TrimSuffix(idx, "]"))
+		if i < len(h.Steps) {
+			if rest != "" {
+				return h.Steps[i].KeyPos(rest)
 			}
-		}
-		if n != 1 {
-			d.errAt(s.Pos(), "step: set exactly one of send, expect, expect_regex")
-		}
-		if s.ExpectRegex != "" {
-			if _, err := regexp.Compile(s.ExpectRegex); err != nil {
-				d.errAt(s.KeyPos("expect_regex"), "expect_regex: %v", err)
-			}
+			return h.Steps[i].Pos()
 		}
 	}
-	if h.TLS.CA != "" {
-		if _, err := os.ReadFile(h.TLS.CA); err != nil {
-			d.errAt(h.TLS.KeyPos("ca"), "ca: %v", err)
+	switch head {
+	case "tls":
+		return h.TLS.KeyPos(rest)
+	case "passive":
+		return h.Passive.KeyPos(rest)
+	case "agent":
+		if h.Agent != nil {
+			return h.Agent.KeyPos(rest)
 		}
 	}
+	return h.KeyPos(head)
+}
+
+// Spec maps the health block onto the checker's spec.
+func (h *Health) Spec() healthcheck.Spec {
+	s := healthcheck.Spec{
+		Type: healthcheck.Type(h.Type), Interval: h.Interval.D(), Timeout: h.Timeout.D(),
+		Rise: h.Rise, Fall: h.Fall, FastInter: h.Fastinter.D(), DownInter: h.Downinter.D(),
+		Port: h.Port, Path: h.Path, Method: h.Method, Host: h.Host,
+		ExpectStatus: h.ExpectStatus, ExpectBody: h.ExpectBody,
+		TLS:     healthcheck.TLSSpec{SNI: h.TLS.SNI, Verify: h.TLS.Verify, CA: h.TLS.CA},
+		Passive: healthcheck.PassiveSpec{MaxFails: h.Passive.MaxFails, Window: h.Passive.Window.D()},
+	}
+	for _, st := range h.Steps {
+		s.Steps = append(s.Steps, healthcheck.Step{Send: st.Send, Expect: st.Expect, ExpectRegex: st.ExpectRegex})
+	}
+	if a := h.Agent; a != nil {
+		s.Agent = &healthcheck.AgentSpec{Port: a.Port, Interval: a.Interval.D(), Send: a.Send}
+	}
+	return s
 }
 
 func (d *decoder) validateVRRP(v *VRRP, frontends map[string]*Frontend) {
@@ -363,28 +398,6 @@ func (d *decoder) validateSynflood(s *Synflood) {
 	if s.Enabled && s.PerSource.SynRate.IsZero() {
 		d.errAt(s.PerSource.Pos(), "synflood: per_source.syn_rate must be set")
 	}
-}
-
-// StatusRange is an inclusive range of HTTP status codes.
-type StatusRange struct{ Lo, Hi int }
-
-// ParseStatusRanges parses "200-399", "200" or "200,204,300-399".
-func ParseStatusRanges(s string) ([]StatusRange, error) {
-	var out []StatusRange
-	for _, part := range strings.Split(s, ",") {
-		part = strings.TrimSpace(part)
-		lo, hi, isRange := strings.Cut(part, "-")
-		if !isRange {
-			hi = lo
-		}
-		l, err1 := strconv.Atoi(lo)
-		h, err2 := strconv.Atoi(hi)
-		if err1 != nil || err2 != nil || l < 100 || h > 599 || l > h {
-			return nil, fmt.Errorf("%q is not a status code or range within 100-599", part)
-		}
-		out = append(out, StatusRange{l, h})
-	}
-	return out, nil
 }
 
 func isToken(s string) bool {

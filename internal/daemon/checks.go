@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/palisade-lb/palisade/healthcheck"
-	"github.com/palisade-lb/palisade/internal/config"
 	"github.com/palisade-lb/palisade/internal/state"
 )
 
@@ -81,30 +80,11 @@ func (c *checks) restart(id string) {
 }
 
 func checkKey(p serverPlan) string {
-	return fmt.Sprintf("%s|%+v", p.cfg.Address, HealthSpec(&p.backend.Health))
-}
-
-// HealthSpec maps the config's health block onto the checker's spec.
-func HealthSpec(h *config.Health) healthcheck.Spec {
-	s := healthcheck.Spec{
-		Type: healthcheck.Type(h.Type), Interval: h.Interval.D(), Timeout: h.Timeout.D(),
-		Rise: h.Rise, Fall: h.Fall, FastInter: h.Fastinter.D(), DownInter: h.Downinter.D(),
-		Port: h.Port, Path: h.Path, Method: h.Method, Host: h.Host,
-		ExpectStatus: h.ExpectStatus, ExpectBody: h.ExpectBody,
-		TLS:     healthcheck.TLSSpec{SNI: h.TLS.SNI, Verify: h.TLS.Verify, CA: h.TLS.CA},
-		Passive: healthcheck.PassiveSpec{MaxFails: h.Passive.MaxFails, Window: h.Passive.Window.D()},
-	}
-	for _, st := range h.Steps {
-		s.Steps = append(s.Steps, healthcheck.Step{Send: st.Send, Expect: st.Expect, ExpectRegex: st.ExpectRegex})
-	}
-	if a := h.Agent; a != nil {
-		s.Agent = &healthcheck.AgentSpec{Port: a.Port, Interval: a.Interval.D(), Send: a.Send}
-	}
-	return s
+	return fmt.Sprintf("%s|%+v", p.cfg.Address, p.backend.Health.Spec())
 }
 
 func (c *checks) start(p serverPlan) *checkRunner {
-	spec := HealthSpec(&p.backend.Health)
+	spec := p.backend.Health.Spec()
 	srv := p.srv
 	log := c.d.log.With("backend", srv.Backend(), "server", srv.Name())
 	ctx, cancel := context.WithCancel(context.Background())
