@@ -42,6 +42,9 @@ type topology struct {
 
 func needRoot(t *testing.T) {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("multi-second namespace test: skipped with -short")
+	}
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: creates network namespaces and attaches XDP")
 	}
