@@ -131,6 +131,19 @@ func (c *conn) serve() {
 	}
 }
 
+// logServer logs a server-side problem. Kept out of line so the hot
+// functions' stack frames stay small (goroutine stacks start small and every
+// growth copies them).
+//
+//go:noinline
+func (c *conn) logServer(msg string, be *backendRef, srv Server, err error) {
+	if err != nil {
+		c.h.log.Warn(msg, "backend", be.name, "server", srv.Name(), "addr", srv.Addr(), "err", err)
+		return
+	}
+	c.h.log.Warn(msg, "backend", be.name, "server", srv.Name())
+}
+
 func (c *conn) readDeadline(t time.Time) { c.rdl = t; c.nc.SetReadDeadline(t) }
 
 // writeClient writes b to the client. On plain TCP it first writes without
@@ -498,7 +511,7 @@ func (c *conn) attempt(be *backendRef, srv Server, fresh bool, maxAge time.Durat
 		connectDur = tSent.Sub(tDial)
 		if err != nil {
 			srv.Done(Outcome{ConnectFailed: true, Timeout: isTimeout(err), Connect: connectDur})
-			h.log.Warn("connect failed", "backend", be.name, "server", srv.Name(), "addr", addr, "err", err)
+			c.logServer("connect failed", be, srv, err)
 			c.failStatus, c.failWhy = 503, "connect failed"
 			return resRetryOther, false
 		}
@@ -513,7 +526,7 @@ func (c *conn) attempt(be *backendRef, srv Server, fresh bool, maxAge time.Durat
 			return resRetryFresh, false
 		}
 		srv.Done(Outcome{EmptyResponse: true, Connect: connectDur})
-		h.log.Warn("sending request failed", "backend", be.name, "server", srv.Name(), "err", err)
+		c.logServer("sending request failed", be, srv, err)
 		if replayable {
 			c.failStatus, c.failWhy = 502, "sending request failed"
 			return resRetryOther, false
@@ -551,7 +564,7 @@ func (c *conn) attempt(be *backendRef, srv Server, fresh bool, maxAge time.Durat
 		case err == errEmptyResponse:
 			srv.Done(Outcome{EmptyResponse: true, BytesIn: c.bytesIn, Connect: connectDur, Response: respDur})
 			if replayable && idem {
-				h.log.Warn("empty response, retrying", "backend", be.name, "server", srv.Name())
+				c.logServer("empty response, retrying", be, srv, nil)
 				c.failStatus, c.failWhy = 502, "server closed the connection without a response"
 				return resRetryOther, false
 			}

@@ -133,19 +133,10 @@ func (h *Handler) ServeConn(ctx context.Context, nc net.Conn, client netip.AddrP
 	defer nc.Close()
 	isTLS := false
 	if h.tlsConfig != nil {
-		tc := tls.Server(nc, h.tlsConfig)
-		hctx, cancel := context.WithTimeout(ctx, h.cfg.Timeouts.HTTPRequest)
-		err := tc.HandshakeContext(hctx)
-		cancel()
-		if err != nil {
-			h.log.Debug("tls handshake failed", "client", client.String(), "err", err)
+		if nc = h.handshake(ctx, nc, client); nc == nil {
 			return
 		}
-		if tc.ConnectionState().NegotiatedProtocol == "h2" {
-			h.h2.serve(ctx, tc, client)
-			return
-		}
-		nc, isTLS = tc, true
+		isTLS = true
 	}
 	c := connPool.Get().(*conn)
 	c.init(ctx, h, nc, client, isTLS)
@@ -160,6 +151,26 @@ func (h *Handler) ServeConn(ctx context.Context, nc net.Conn, client netip.AddrP
 	}
 	c.release()
 	connPool.Put(c)
+}
+
+// handshake terminates TLS. It returns nil when the connection is done (failed
+// handshake, or served as HTTP/2).
+//
+//go:noinline
+func (h *Handler) handshake(ctx context.Context, nc net.Conn, client netip.AddrPort) net.Conn {
+	tc := tls.Server(nc, h.tlsConfig)
+	hctx, cancel := context.WithTimeout(ctx, h.cfg.Timeouts.HTTPRequest)
+	err := tc.HandshakeContext(hctx)
+	cancel()
+	if err != nil {
+		h.log.Debug("tls handshake failed", "client", client.String(), "err", err)
+		return nil
+	}
+	if tc.ConnectionState().NegotiatedProtocol == "h2" {
+		h.h2.serve(ctx, tc, client)
+		return nil
+	}
+	return tc
 }
 
 var connPool = sync.Pool{New: func() any {

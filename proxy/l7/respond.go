@@ -25,8 +25,7 @@ func (c *conn) respond(be *backendRef, srv Server, u *upConn, sticky Server) (bo
 	if upgrade && !req.Upgrade {
 		u.nc.Close()
 		c.writeError(502, true)
-		h.log.Warn("request failed", "backend", be.name, "server", srv.Name(), "status", 502,
-			"reason", "101 Switching Protocols without an Upgrade request")
+		c.logServer("request failed: 101 Switching Protocols without an Upgrade request", be, srv, nil)
 		resp.Status = 502
 		return false, 0
 	}
@@ -100,7 +99,7 @@ func (c *conn) respond(be *backendRef, srv Server, u *upConn, sticky Server) (bo
 		if rerr != nil || werr != nil {
 			u.nc.Close()
 			if rerr != nil {
-				h.log.Warn("response body truncated", "backend", be.name, "server", srv.Name(), "err", rerr)
+				c.logServer("response body truncated", be, srv, rerr)
 			}
 			return false, out
 		}
@@ -128,7 +127,7 @@ func (c *conn) respond(be *backendRef, srv Server, u *upConn, sticky Server) (bo
 				}
 				if ferr != nil {
 					u.nc.Close()
-					h.log.Warn("invalid chunked response body", "backend", be.name, "server", srv.Name(), "err", ferr)
+					c.logServer("invalid chunked response body", be, srv, ferr)
 					return false, out
 				}
 				if c.chunk.Done() && k < n {
@@ -141,7 +140,7 @@ func (c *conn) respond(be *backendRef, srv Server, u *upConn, sticky Server) (bo
 			}
 			if err != nil {
 				u.nc.Close()
-				h.log.Warn("response body truncated", "backend", be.name, "server", srv.Name(), "err", err)
+				c.logServer("response body truncated", be, srv, err)
 				return false, out
 			}
 		}
