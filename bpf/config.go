@@ -125,6 +125,13 @@ func compilePrefixes(name string, list []netip.Prefix) (v4 []synfloodLpmV4, v6 [
 	return v4, v6, nil
 }
 
+// Validate reports every problem Load or Update would reject cfg for,
+// without touching the kernel (for `palisade check`).
+func (c Config) Validate() error {
+	_, err := c.compile()
+	return err
+}
+
 func (c Config) compile() (*compiled, error) {
 	var out compiled
 	var errs []error

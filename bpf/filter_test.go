@@ -408,8 +408,14 @@ func TestConfigValidation(t *testing.T) {
 		"too many":      {Ports: manyPorts(MaxPorts + 1)},
 	}
 	for name, cfg := range bad {
-		if _, err := cfg.compile(); err == nil || !strings.Contains(err.Error(), "invalid synflood config") {
+		if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "invalid synflood config") {
 			t.Errorf("%s: err = %v", name, err)
+		}
+	}
+	err := Config{PerSource: Limit{Rate: -1}, Ports: []uint16{0}, Mode: "turbo"}.Validate()
+	for _, want := range []string{"per_source rate", "port 0", `mode "turbo"`} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("combined errors %v: missing %q", err, want)
 		}
 	}
 	c, err := Config{
