@@ -215,8 +215,10 @@ func (i *Instance) SetFrontendHealth(name string, ok bool) {
 	}
 }
 
-// Resign makes a MASTER send a priority-0 advert and become BACKUP; it does
-// not preempt the new master until it is MASTER again.
+// Resign makes a MASTER send a priority-0 advert and become BACKUP once a
+// successor announced itself (VIPs are kept until then, at most about one
+// advert interval); it does not preempt the new master until it is MASTER
+// again. It returns ErrNotMaster in any other state.
 func (i *Instance) Resign(ctx context.Context) error {
 	reply := make(chan error, 1)
 	select {
@@ -346,8 +348,8 @@ type runner struct {
 	stopSent bool
 }
 
-// handover is the first half of a graceful stop of a MASTER: it sends the
-// priority-0 advert but keeps the VIPs until a successor announces itself
+// handover is the first half of a graceful stop or a resignation of a
+// MASTER: it sends the priority-0 advert but keeps the VIPs until a successor announces itself
 // (or the slowest possible backup, priority 1, would have: Skew_Time(1) plus
 // a margin), so that clients never find the VIP unowned in between.
 func (r *runner) handover(events <-chan Event) {
@@ -364,6 +366,9 @@ func (r *runner) handover(events <-chan Event) {
 		case <-t.C():
 			return
 		case ev := <-events:
+			if ev.Kind == EventLink {
+				r.links[ev.Link] = ev.Up // acted upon after the handover
+			}
 			if ev.Kind != EventPacket {
 				continue
 			}
@@ -439,7 +444,10 @@ func (i *Instance) run(ctx context.Context, conn Conn) error {
 				reply <- fmt.Errorf("resign %q: %w (state %v)", i.cfg.Name, ErrNotMaster, r.m.State())
 				continue
 			}
+			r.handover(events)
 			r.step(Input{Kind: InputResign})
+			r.stopSent = false
+			r.retrack()
 			reply <- nil
 		}
 	}

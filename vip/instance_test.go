@@ -249,10 +249,14 @@ func TestInstanceResign(t *testing.T) {
 	if err := lo.inst.Resign(ctx); !errors.Is(err, ErrNotMaster) {
 		t.Fatalf("resign backup: %v", err)
 	}
+	gaps := b.gapCount()
 	if err := hi.inst.Resign(ctx); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, time.Second, "lo MASTER", func() bool { return lo.state() == StateMaster && hi.state() == StateBackup })
+	if b.gapCount() != gaps {
+		t.Fatal("the VIP was unowned during the resignation")
+	}
 	if c := hi.inst.Status().Cause; c != CauseResign {
 		t.Fatalf("cause %q", c)
 	}
