@@ -2,6 +2,8 @@ package vip
 
 import (
 	"context"
+	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -140,4 +142,56 @@ func TestInstanceInjectedClock(t *testing.T) {
 		clk.Advance(time.Second)
 		waitFor(t, time.Second, "one more advert", func() bool { return len(conn.advertPriorities()) == i })
 	}
+}
+
+type flakyNet struct {
+	mu    sync.Mutex
+	fails int
+	next  Network
+}
+
+func (n *flakyNet) Open(cfg NetConfig) (Conn, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.fails > 0 {
+		n.fails--
+		return nil, errors.New("no such interface")
+	}
+	return n.next.Open(cfg)
+}
+
+func TestInstanceFaultUntilInterfaceOpens(t *testing.T) {
+	clk := &manualClock{now: t0}
+	net := &flakyNet{fails: 2, next: &fakeNet{bus: newBus(), name: "a", primary: me}}
+	inst, err := NewInstance(icfg("a", 100), Options{Network: net, Clock: clk, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		inst.Run(ctx)
+	}()
+	defer func() {
+		cancel()
+		for range 1000 {
+			select {
+			case <-done:
+				return
+			case <-time.After(time.Millisecond):
+				clk.Advance(100 * time.Millisecond)
+			}
+		}
+		t.Error("instance did not stop")
+	}()
+	waitFor(t, time.Second, "FAULT", func() bool { return inst.Status().State == StateFault })
+	if c := inst.Status().Cause; !strings.Contains(c, "no such interface") {
+		t.Fatalf("cause %q", c)
+	}
+	for i := 0; i < 2; i++ {
+		waitFor(t, time.Second, "retry timer", func() bool { return clk.armed(clk.Now().Add(time.Second)) })
+		clk.Advance(time.Second)
+	}
+	waitFor(t, time.Second, "BACKUP once the interface opened", func() bool { return inst.Status().State == StateBackup })
 }
