@@ -48,7 +48,8 @@ type fakeNet struct {
 }
 
 func (n *fakeNet) Open(cfg NetConfig) (Conn, error) {
-	c := &fakeConn{net: n, cfg: cfg, events: make(chan Event, 256), vips: map[netip.Prefix]bool{}, linkUp: map[string]bool{}}
+	c := &fakeConn{net: n, cfg: cfg, events: make(chan Event, 256), vips: map[netip.Prefix]bool{}, linkUp: map[string]bool{},
+		fail: make(chan error, 1)}
 	for _, l := range cfg.WatchLinks {
 		c.linkUp[l] = true
 	}
@@ -72,6 +73,7 @@ type fakeConn struct {
 	garps   int
 	cut     bool // link to the bus cut (split brain)
 	closed  bool
+	fail    chan error // Run returns what is sent here
 }
 
 func (c *fakeConn) Primary() netip.Addr { return c.net.primary }
@@ -86,6 +88,8 @@ func (c *fakeConn) Run(ctx context.Context, events chan<- Event) error {
 		select {
 		case <-ctx.Done():
 			return nil
+		case err := <-c.fail:
+			return err
 		case ev := <-c.events:
 			select {
 			case events <- ev:

@@ -118,8 +118,7 @@ type InstanceStatus struct {
 // ErrNotMaster is returned by Resign when the instance is not MASTER.
 var ErrNotMaster = errors.New("instance is not master")
 
-// ErrNotRunning is returned when an instance is asked something while Run is not running.
-var ErrNotRunning = errors.New("instance is not running")
+var errConnFailed = errors.New("vrrp network i/o failed")
 
 // Options are the collaborators of an Instance. Zero values take defaults:
 // LinuxNetwork, SystemClock, slog.Default, metrics not exported.
@@ -268,7 +267,7 @@ func (i *Instance) tracking(links map[string]bool) (uint8, bool) {
 
 // Run drives the instance until ctx is done, then releases the VIPs (with a
 // priority-0 advert when MASTER) and returns. If the interface cannot be
-// opened the instance reports FAULT and retries every second.
+// opened, or its I/O fails, the instance reports FAULT and retries every second.
 func (i *Instance) Run(ctx context.Context) error {
 	i.mu.Lock()
 	if i.running {
@@ -288,10 +287,16 @@ func (i *Instance) Run(ctx context.Context) error {
 			VIPs: i.cfg.VIPs, WatchLinks: i.watchLinks(),
 		})
 		if err == nil {
-			return i.run(ctx, conn)
+			err = i.run(ctx, conn)
+			if !errors.Is(err, errConnFailed) {
+				return err
+			}
+			i.log.Error("vrrp: network i/o failed, reopening", "err", err)
+			i.setState(StateFault, 0, netip.Addr{}, err.Error())
+		} else {
+			i.log.Error("vrrp: cannot open interface, staying in FAULT", "err", err)
+			i.setState(StateFault, 0, netip.Addr{}, "interface unavailable: "+err.Error())
 		}
-		i.log.Error("vrrp: cannot open interface, staying in FAULT", "err", err)
-		i.setState(StateFault, 0, netip.Addr{}, "interface unavailable: "+err.Error())
 		t := i.clock.NewTimer(time.Second)
 		select {
 		case <-ctx.Done():
@@ -400,10 +405,15 @@ func (i *Instance) run(ctx context.Context, conn Conn) error {
 	events := make(chan Event, 256)
 	var wg sync.WaitGroup
 	wg.Add(2)
+	ioFailed := make(chan error, 1)
 	go func() {
 		defer wg.Done()
-		if err := conn.Run(ioCtx, events); err != nil && ioCtx.Err() == nil {
-			i.log.Error("vrrp: network i/o failed", "err", err)
+		err := conn.Run(ioCtx, events)
+		if ioCtx.Err() == nil {
+			if err == nil {
+				err = errors.New("i/o stopped")
+			}
+			ioFailed <- err
 		}
 	}()
 	go func() {
@@ -435,6 +445,11 @@ func (i *Instance) run(ctx context.Context, conn Conn) error {
 			return nil
 		case ev := <-events:
 			r.event(ev)
+		case err := <-ioFailed:
+			// Deaf, an instance would soon claim mastership blindly: release
+			// everything and start over.
+			r.step(Input{Kind: InputShutdown})
+			return fmt.Errorf("%w: %w", errConnFailed, err)
 		case <-r.timer.C():
 			r.timersDue()
 		case <-i.poke:

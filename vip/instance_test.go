@@ -419,3 +419,21 @@ func seriesCount(t *testing.T, g prometheus.Gatherer, name string) int {
 	}
 	return 0
 }
+
+func TestInstanceIOFailureReopens(t *testing.T) {
+	b := newBus()
+	a := startNode(t, b, "a", "198.18.0.1", icfg("a", 100))
+	waitFor(t, 2*time.Second, "MASTER", func() bool { return a.state() == StateMaster })
+	first := b.conn("a")
+	first.fail <- errors.New("netlink socket died")
+	waitFor(t, time.Second, "FAULT", func() bool { return a.state() == StateFault })
+	if first.hasVIPs() {
+		t.Fatal("VIPs kept after the I/O failed")
+	}
+	if p := first.advertPriorities(); p[len(p)-1] != 0 {
+		t.Fatalf("no priority-0 advert on I/O failure: %v", p)
+	}
+	waitFor(t, 3*time.Second, "MASTER on a reopened conn", func() bool {
+		return a.state() == StateMaster && b.conn("a") != first
+	})
+}
