@@ -245,7 +245,6 @@ vrrp:
       track: [{frontend: nope, weight: -10}]
 `, []string{
 			`t.yaml:6:26: virtual_router_id: 300 is out of range (1..255)`,
-			`t.yaml:4:5: vrrp is not supported yet`,
 			`t.yaml:7:24: advert_interval 15ms is not a multiple of 10ms`,
 			`t.yaml:8:14: VIP 2001:db8::1/64: only IPv4 is supported (VRRPv3 for IPv4)`,
 			`t.yaml:9:26: track: frontend "nope" is not defined`,

@@ -39,7 +39,6 @@ func (d *decoder) validate(f *File) {
 	}
 	d.validateVRRP(&f.VRRP, frontends)
 	d.validateSynflood(&f.Synflood)
-	d.notSupportedYet(f)
 }
 
 func (d *decoder) validateAdmin(a *Admin) {

@@ -15,12 +15,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/palisade-lb/palisade/healthcheck"
-	"github.com/palisade-lb/palisade/internal/api"
 	"github.com/palisade-lb/palisade/internal/config"
 	"github.com/palisade-lb/palisade/internal/logging"
 	"github.com/palisade-lb/palisade/internal/state"
 	"github.com/palisade-lb/palisade/proxy"
 	"github.com/palisade-lb/palisade/proxy/l7"
+	"github.com/palisade-lb/palisade/vip"
 )
 
 // Options configure a Daemon.
@@ -34,8 +34,8 @@ type Options struct {
 	Level   *slog.LevelVar
 	Version string
 	Commit  string
-	// Extras reports the VRRP and synflood state for the status API; may be nil.
-	Extras Extras
+	// VRRPNetwork replaces the real network of VRRP instances (tests); nil = Linux.
+	VRRPNetwork vip.Network
 	// Resolver looks up server host names; nil means net.DefaultResolver.
 	Resolver Resolver
 	// OnConfig is called after every successful load with the new config
@@ -46,13 +46,6 @@ type Options struct {
 // Resolver resolves host names (net.Resolver satisfies it).
 type Resolver interface {
 	LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error)
-}
-
-// Extras are the parts of the process the daemon reports on but does not own.
-type Extras interface {
-	VRRP() []api.VRRP
-	ResignVRRP(instance string) error
-	Synflood() api.Synflood
 }
 
 // Daemon runs one palisade process's data path.
@@ -75,6 +68,7 @@ type Daemon struct {
 	hardCancel  context.CancelFunc
 	bg          sync.WaitGroup // drains of retired frontends
 	checks      *checks
+	ha          *ha
 	httpMetrics *l7.Metrics
 	resolvers   *resolvers
 }
@@ -113,6 +107,9 @@ func New(opts Options) (*Daemon, error) {
 		return nil, fmt.Errorf("registering http metrics: %w", err)
 	}
 	d.httpMetrics = hm
+	if d.ha, err = newHA(d); err != nil {
+		return nil, err
+	}
 	return d, nil
 }
 
@@ -122,13 +119,18 @@ func New(opts Options) (*Daemon, error) {
 func (d *Daemon) Run(ctx context.Context) error {
 	defer d.hardCancel()
 	if err := d.Reload(); err != nil {
+		d.ha.stopVRRP(context.Background())
+		d.ha.closeFilter()
 		d.listeners.Close()
 		d.checks.stopAll()
 		d.resolvers.stopAll()
 		return err
 	}
+	trackDone := make(chan struct{})
+	go func() { defer close(trackDone); d.ha.trackLoop(ctx) }()
 	d.opts.Notify("READY=1")
 	<-ctx.Done()
+	<-trackDone
 	d.opts.Notify("STOPPING=1")
 	d.shutdown()
 	return nil
@@ -138,6 +140,10 @@ func (d *Daemon) shutdown() {
 	g := d.cur.Load()
 	grace := g.cfg.Global.Grace.D()
 	d.log.Info("stopping", "grace", grace.String())
+	// VIPs first: a priority-0 advert hands them to the backup at once
+	vctx, vcancel := context.WithTimeout(context.Background(), grace)
+	d.ha.stopVRRP(vctx)
+	vcancel()
 	d.listeners.Close()
 	t := time.AfterFunc(grace, d.hardCancel)
 	defer t.Stop()
@@ -149,6 +155,7 @@ func (d *Daemon) shutdown() {
 	d.listeners.Wait()
 	d.checks.stopAll()
 	d.resolvers.stopAll()
+	d.ha.closeFilter()
 	d.log.Info("stopped")
 }
 
@@ -217,6 +224,18 @@ func (d *Daemon) reload() error {
 	d.retain(g)
 	if prev != nil {
 		d.drainOld(prev, g)
+	}
+	if err := d.ha.applySynflood(cfg); err != nil {
+		if prev == nil {
+			return err
+		}
+		d.log.Error("applying synflood", "error", err)
+	}
+	if err := d.ha.applyVRRP(&cfg.VRRP); err != nil {
+		if prev == nil {
+			return fmt.Errorf("starting vrrp: %w", err)
+		}
+		d.log.Error("applying vrrp", "error", err)
 	}
 	if d.opts.OnConfig != nil {
 		if err := d.opts.OnConfig(cfg); err != nil {

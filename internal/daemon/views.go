@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"runtime"
@@ -27,10 +28,8 @@ func (d *Daemon) Status() api.Status {
 	if g := d.cur.Load(); g != nil {
 		st.ConfigSHA256 = g.cfg.SHA256
 	}
-	if d.opts.Extras != nil {
-		st.VRRP = d.opts.Extras.VRRP()
-		st.Synflood = d.opts.Extras.Synflood()
-	}
+	st.VRRP = d.ha.vrrpStatus()
+	st.Synflood = d.ha.synfloodStatus()
 	return st
 }
 
@@ -176,16 +175,10 @@ func sortedKeys[M ~map[string]V, V any](m M) []string {
 
 // VRRP describes the VRRP instances.
 func (d *Daemon) VRRP() []api.VRRP {
-	if d.opts.Extras == nil {
-		return []api.VRRP{}
-	}
-	return d.opts.Extras.VRRP()
+	return d.ha.vrrpStatus()
 }
 
 // ResignVRRP makes a MASTER instance hand mastership over.
 func (d *Daemon) ResignVRRP(instance string) error {
-	if d.opts.Extras == nil {
-		return fmt.Errorf("vrrp instance %q: %w", instance, ErrNotFound)
-	}
-	return d.opts.Extras.ResignVRRP(instance)
+	return d.ha.resign(context.Background(), instance)
 }
