@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/palisade-lb/palisade/healthcheck"
+	"github.com/palisade-lb/palisade/vip"
 )
 
 func (d *decoder) validate(f *File) {
@@ -38,7 +39,7 @@ func (d *decoder) validate(f *File) {
 		listeners = d.validateFrontend(fe, backends, listeners)
 	}
 	d.validateVRRP(&f.VRRP, frontends)
-	d.validateSynflood(&f.Synflood)
+	d.validateSynflood(f)
 }
 
 func (d *decoder) validateAdmin(a *Admin) {
@@ -349,6 +350,14 @@ func (h *Health) Spec() healthcheck.Spec {
 }
 
 func (d *decoder) validateVRRP(v *VRRP, frontends map[string]*Frontend) {
+	before := len(d.errs)
+	defer func() {
+		if len(d.errs) == before && len(v.Instances) > 0 {
+			if err := vip.ValidateAll(v.InstanceConfigs()); err != nil {
+				d.errAt(v.KeyPos("instances"), "vrrp: %v", err)
+			}
+		}
+	}()
 	names := map[string]bool{}
 	vrids := map[string]int{}
 	for i := range v.Instances {
@@ -390,12 +399,18 @@ func (d *decoder) validateVRRP(v *VRRP, frontends map[string]*Frontend) {
 	}
 }
 
-func (d *decoder) validateSynflood(s *Synflood) {
+func (d *decoder) validateSynflood(f *File) {
+	s := &f.Synflood
 	if s.Enabled && s.Interface == "" {
 		d.errAt(s.KeyPos("enabled"), "synflood: interface is required when enabled")
 	}
 	if s.Enabled && s.PerSource.SynRate.IsZero() {
 		d.errAt(s.PerSource.Pos(), "synflood: per_source.syn_rate must be set")
+	}
+	if s.Enabled {
+		if err := f.FilterConfig().Validate(); err != nil {
+			d.errAt(s.Pos(), "synflood: %v", err)
+		}
 	}
 }
 

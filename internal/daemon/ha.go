@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"strconv"
 	"sync"
 	"time"
 
@@ -41,35 +39,12 @@ func newHA(d *Daemon) (*ha, error) {
 	return h, nil
 }
 
-// vrrpConfigs maps the config onto VRRP instance configs.
-func vrrpConfigs(c *config.VRRP) []vip.InstanceConfig {
-	out := make([]vip.InstanceConfig, 0, len(c.Instances))
-	for i := range c.Instances {
-		in := &c.Instances[i]
-		vc := vip.InstanceConfig{Name: in.Name, Interface: in.Interface, VirtualRouterID: uint8(in.VirtualRouterID),
-			Priority: uint8(in.Priority), AdvertInterval: in.AdvertInterval.D(), Preempt: in.Preempt,
-			PreemptDelay: in.PreemptDelay.D(), VIPs: config.Prefixes(in.VIPs), Notify: in.Notify,
-			GARP: vip.GARPConfig{Repeat: in.GARP.Repeat, Interval: in.GARP.Interval.D(), Refresh: in.GARP.Refresh.D()}}
-		if vc.GARP.Refresh == 0 {
-			vc.GARP.Refresh = -1 // config: 0 = no refresh
-		}
-		for _, p := range in.UnicastPeers {
-			vc.UnicastPeers = append(vc.UnicastPeers, p.Addr)
-		}
-		for _, t := range in.Track {
-			vc.Track = append(vc.Track, vip.Track{Frontend: t.Frontend, Interface: t.Interface, Weight: t.Weight})
-		}
-		out = append(out, vc)
-	}
-	return out
-}
-
 // applyVRRP starts, restarts or stops instances; unchanged ones keep running.
 func (h *ha) applyVRRP(c *config.VRRP) error {
 	h.pushTracking(true)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	return h.vrrp.Apply(ctx, vrrpConfigs(c))
+	return h.vrrp.Apply(ctx, c.InstanceConfigs())
 }
 
 // pushTracking tells VRRP the health of every tracked frontend that changed
@@ -116,26 +91,6 @@ func (h *ha) stopVRRP(ctx context.Context) {
 	}
 }
 
-// ports lists the frontends' listening ports, for the filter.
-func ports(c *config.Config) []uint16 {
-	seen := map[uint16]bool{}
-	var out []uint16
-	for _, fe := range c.Frontends {
-		for _, l := range fe.Listen {
-			_, p, err := net.SplitHostPort(l)
-			if err != nil {
-				continue
-			}
-			n, err := strconv.ParseUint(p, 10, 16)
-			if err == nil && !seen[uint16(n)] {
-				seen[uint16(n)] = true
-				out = append(out, uint16(n))
-			}
-		}
-	}
-	return out
-}
-
 // applySynflood loads, updates or removes the XDP filter. Without the
 // privileges or kernel support it logs one clear error and returns nil,
 // unless synflood.required is set.
@@ -148,12 +103,7 @@ func (h *ha) applySynflood(c *config.Config) error {
 		h.filterCfg, h.filterErr = s, ""
 		return nil
 	}
-	bc := bpf.Config{
-		PerSource: bpf.Limit{Rate: s.PerSource.SynRate.PerSecond, Burst: uint32(s.PerSource.Burst)},
-		PerPort:   bpf.Limit{Rate: s.PerPort.SynRate.PerSecond, Burst: uint32(s.PerPort.Burst)},
-		Allow:     config.Prefixes(s.Allow), Deny: config.Prefixes(s.Deny),
-		Ports: ports(c), Mode: s.Mode,
-	}
+	bc := c.FilterConfig()
 	sameLink := h.filter != nil && h.filterCfg.Interface == s.Interface && h.filterCfg.XDPMode == s.XDPMode
 	if sameLink {
 		if err := h.filter.Update(bc); err == nil {
