@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"fmt"
+	"net"
 	"time"
 
 	"github.com/palisade-lb/palisade/internal/state"
@@ -27,12 +28,15 @@ type Backend struct {
 	primary balance.Policy
 	backup  balance.Policy
 	byName  map[string]*state.Server
+	dialer  *net.Dialer
 }
 
 // NewBackend builds a pool; primaries and backups are balanced separately and
 // backups are used only when no primary can take the connection.
 func NewBackend(cfg BackendConfig, primaries, backups []*state.Server) (*Backend, error) {
-	b := &Backend{cfg: cfg, byName: map[string]*state.Server{}}
+	b := &Backend{cfg: cfg, byName: map[string]*state.Server{},
+		// no keepalive probes: see listenTCP
+		dialer: &net.Dialer{Timeout: cfg.ConnectTimeout, KeepAlive: -1}}
 	var err error
 	if b.primary, err = balance.New(cfg.Balance, asBalance(primaries)); err != nil {
 		return nil, fmt.Errorf("backend %s: %w", cfg.Name, err)

@@ -136,7 +136,9 @@ func (ls *Listeners) accept(l *listener) {
 // listenTCP listens with IP_FREEBIND, so a frontend may listen on a VIP this
 // node does not hold yet and serve the instant VRRP moves it here.
 func listenTCP(addr string) (*net.TCPListener, error) {
-	lc := net.ListenConfig{Control: func(network, address string, c syscall.RawConn) error {
+	// No TCP keepalive probes (HAProxy's default too): they cost four
+	// setsockopt calls per accepted connection, and timeouts bound idle ones.
+	lc := net.ListenConfig{KeepAlive: -1, Control: func(network, address string, c syscall.RawConn) error {
 		var serr error
 		err := c.Control(func(fd uintptr) {
 			if network == "tcp6" {

@@ -95,7 +95,7 @@ func (s *session) connect(hash uint64) error {
 		if srv == nil {
 			return errNoServer
 		}
-		c, err := net.DialTimeout("tcp", srv.Addr(), b.cfg.ConnectTimeout)
+		c, err := b.dialer.Dial("tcp", srv.Addr())
 		if err != nil {
 			srv.ConnectFailed()
 			srv.Release()
@@ -187,8 +187,10 @@ func newWatchdog(s *session) *watchdog {
 	if w.cTO <= 0 && w.sTO <= 0 {
 		return w
 	}
+	// The counters start from zero (not read on the connection's hot
+	// path): bytes before the first check count as activity at that check,
+	// which can only make a timeout later, never early.
 	w.resolution = minPositive(w.cTO, w.sTO) / 4
-	w.cLast, w.sLast = activity(s.client), activity(s.server)
 	w.t = time.AfterFunc(w.resolution, w.check)
 	return w
 }
