@@ -162,7 +162,9 @@ for ((r=1; r<=ROUNDS; r++)); do
   done
 done
 
-printf '\n%-12s %12s %12s %9s %10s %10s %9s %10s %10s %9s\n' scenario pal_rps hap_rps rps_ratio pal_p99us hap_p99us p99_ratio pal_cpu_us hap_cpu_us cpu_ratio
+echo
+echo "Medians over $ROUNDS rounds (ratio = palisade/haproxy; 'paired' = median of per-round ratios, robust to load drift):"
+printf '%-12s %12s %12s %9s %10s %10s %9s %10s %10s %9s   %s\n' scenario pal_rps hap_rps rps_ratio pal_p99us hap_p99us p99_ratio pal_cpu_us hap_cpu_us cpu_ratio "paired rps/p99/cpu"
 for s in "${scen[@]}"; do
   IFS='|' read -r name _ _ <<<"$s"
   pr=$(printf '%s' "${R[pal/$name]}" | awk 'NF{print $1}' | median)
@@ -172,5 +174,12 @@ for s in "${scen[@]}"; do
   pc=$(printf '%s' "${R[pal/$name]}" | awk 'NF{print $3}' | median)
   hc=$(printf '%s' "${R[hap/$name]}" | awk 'NF{print $3}' | median)
   awk -v n="$name" -v pr="$pr" -v hr="$hr" -v pp="$pp" -v hp="$hp" -v pc="$pc" -v hc="$hc" 'BEGIN{
-    printf "%-12s %12.0f %12.0f %9.2f %10.0f %10.0f %9.2f %10.2f %10.2f %9.2f\n", n, pr, hr, pr/hr, pp, hp, pp/hp, pc, hc, pc/hc}'
+    printf "%-12s %12.0f %12.0f %9.2f %10.0f %10.0f %9.2f %10.2f %10.2f %9.2f", n, pr, hr, pr/hr, pp, hp, pp/hp, pc, hc, pc/hc}'
+  paired=""
+  for col in 1 2 3; do
+    m=$(paste <(printf '%s' "${R[pal/$name]}" | awk -v c=$col 'NF{print $c}') \
+              <(printf '%s' "${R[hap/$name]}" | awk -v c=$col 'NF{print $c}') | awk '$2>0{print $1/$2}' | median)
+    paired+=$(printf '%.2f/' "$m")
+  done
+  echo "   ${paired%/}"
 done
