@@ -542,6 +542,18 @@ func (c *conn) attempt(be *backendRef, srv Server, fresh bool, maxAge time.Durat
 			}
 		}
 		if status, why := c.sendBody(u); status != 0 {
+			if status == 502 && c.earlyResponse(u) {
+				// The server answered before taking the whole body (413,
+				// 401, ...): pass its answer on, then close, as the rest of
+				// the client's body was not read.
+				c.req.Close = true
+				keep, out := c.respond(be, srv, u, sticky)
+				c.finishExchange(be, srv, Outcome{Status: c.resp.Status, BytesIn: c.bytesIn, BytesOut: out, Connect: connectDur}, queued)
+				if !keep {
+					c.lingerClose() // let the client read the answer before our close resets it
+				}
+				return resOK, keep
+			}
 			u.nc.Close()
 			srv.Done(Outcome{Aborted: status == 400 || status == 408, BytesIn: c.bytesIn, Connect: connectDur})
 			if status == 502 {
@@ -578,14 +590,30 @@ func (c *conn) attempt(be *backendRef, srv Server, fresh bool, maxAge time.Durat
 		}
 	}
 	keep, out := c.respond(be, srv, u, sticky)
-	status := c.resp.Status
-	srv.Done(Outcome{Status: status, BytesIn: c.bytesIn, BytesOut: out, Connect: connectDur, Response: respDur})
-	c.lastEnd = time.Now()
-	be.st.observe(status, c.lastEnd.Sub(c.start).Seconds())
-	if h.cfg.AccessLog {
-		c.accessLogTimes(be, srv, status, queued, connectDur, respDur)
-	}
+	c.finishExchange(be, srv, Outcome{Status: c.resp.Status, BytesIn: c.bytesIn, BytesOut: out, Connect: connectDur, Response: respDur}, queued)
 	return resOK, keep
+}
+
+// finishExchange accounts for a response forwarded from srv.
+func (c *conn) finishExchange(be *backendRef, srv Server, o Outcome, queued time.Duration) {
+	srv.Done(o)
+	c.lastEnd = time.Now()
+	be.st.observe(o.Status, c.lastEnd.Sub(c.start).Seconds())
+	if c.h.cfg.AccessLog {
+		c.accessLogTimes(be, srv, o.Status, queued, o.Connect, o.Response)
+	}
+}
+
+// earlyResponse reports whether the server, which stopped taking the request
+// body, has sent a response head; it waits at most a second for it.
+func (c *conn) earlyResponse(u *upConn) bool {
+	u.nc.SetReadDeadline(time.Now().Add(min(time.Second, c.h.cfg.Timeouts.Server)))
+	u.dl = time.Time{}
+	if c.readResponseHead(u) != nil {
+		return false
+	}
+	c.respAt = time.Now()
+	return c.resp.Status >= 200
 }
 
 func (c *conn) failAfterPick(be *backendRef, srv Server, status int, bodyDone bool, why string) bool {
@@ -605,7 +633,7 @@ func (c *conn) sendBody(u *upConn) (int, string) {
 	c.readDeadline(time.Now().Add(h.cfg.Timeouts.Client))
 	if !req.Chunked {
 		rem := req.ContentLength - c.bytesIn
-		n, rerr, werr := c.copyN(u.nc, u.tcp, c.nc, c.tcp, rem, h.cfg.Timeouts.Client, h.cfg.Timeouts.Server, u.nc, c.nc, u)
+		n, rerr, werr := c.copyN(u.nc, u.tcp, c.nc, c.tcp, rem, h.cfg.Timeouts.Client, h.cfg.Timeouts.Server, u)
 		c.bytesIn += n
 		switch {
 		case werr != nil:
@@ -636,7 +664,10 @@ func (c *conn) sendBody(u *upConn) (int, string) {
 				c.rn = copy(c.rbuf, c.ubuf[k:n])
 				return 0, ""
 			}
-			c.readDeadline(time.Now().Add(h.cfg.Timeouts.Client))
+			now := time.Now()
+			c.readDeadline(now.Add(h.cfg.Timeouts.Client))
+			u.nc.SetWriteDeadline(now.Add(h.cfg.Timeouts.Server))
+			u.dl = time.Time{}
 			continue
 		}
 		if err != nil {
@@ -650,15 +681,23 @@ func (c *conn) sendBody(u *upConn) (int, string) {
 }
 
 // copyN moves n bytes from src to dst, by splice(2) when both are TCP and the
-// amount is large, else through c.ubuf. Deadlines (inactivity) are refreshed
-// between pieces. It reports the read and write errors separately.
-func (c *conn) copyN(dst net.Conn, dtcp *net.TCPConn, src net.Conn, stcp *net.TCPConn, n int64, srcTimeout, dstTimeout time.Duration, dstDL, srcDL net.Conn, u *upConn) (int64, error, error) {
+// amount is large, else through c.ubuf. Deadlines are inactivity timeouts:
+// armed at the start and refreshed after every piece. It reports the read and
+// write errors separately.
+func (c *conn) copyN(dst net.Conn, dtcp *net.TCPConn, src net.Conn, stcp *net.TCPConn, n int64, srcTimeout, dstTimeout time.Duration, u *upConn) (int64, error, error) {
 	// Deadlines set below bypass the trackers.
 	defer func() { c.rdl, c.wdl, u.dl = time.Time{}, time.Time{}, time.Time{} }()
+	var dstDeadline time.Time
+	arm := func() {
+		now := time.Now()
+		dstDeadline = now.Add(dstTimeout)
+		src.SetReadDeadline(now.Add(srcTimeout))
+		dst.SetWriteDeadline(dstDeadline)
+	}
+	arm()
 	var done int64
 	if dtcp != nil && stcp != nil && n >= spliceMin {
-		// Deadlines are absolute, so they are refreshed per piece: a peer
-		// that moves at least piece bytes per timeout never times out.
+		// A peer that moves at least piece bytes per timeout never times out.
 		const piece = 256 << 10
 		for done < n {
 			want := min(n-done, piece)
@@ -666,16 +705,18 @@ func (c *conn) copyN(dst net.Conn, dtcp *net.TCPConn, src net.Conn, stcp *net.TC
 			k, err := dtcp.ReadFrom(&c.lr)
 			done += k
 			if err != nil {
-				rerr, werr := classifyCopyErr(err, &c.lr, dtcp)
-				return done, rerr, werr
+				// splice reports both sides' errors alike: a broken pipe or an
+				// expired write deadline is the writer's, anything else the reader's.
+				if errors.Is(err, syscall.EPIPE) || isTimeout(err) && !time.Now().Before(dstDeadline) {
+					return done, nil, err
+				}
+				return done, err, nil
 			}
 			if k < want {
 				return done, io.ErrUnexpectedEOF, nil
 			}
 			if done < n {
-				now := time.Now()
-				srcDL.SetReadDeadline(now.Add(srcTimeout))
-				dstDL.SetWriteDeadline(now.Add(dstTimeout))
+				arm()
 			}
 		}
 		return done, nil, nil
@@ -688,9 +729,7 @@ func (c *conn) copyN(dst net.Conn, dtcp *net.TCPConn, src net.Conn, stcp *net.TC
 			}
 			done += int64(k)
 			if done < n {
-				now := time.Now()
-				src.SetReadDeadline(now.Add(srcTimeout))
-				dst.SetWriteDeadline(now.Add(dstTimeout))
+				arm()
 			}
 		}
 		if rerr != nil && done < n {
@@ -701,17 +740,6 @@ func (c *conn) copyN(dst net.Conn, dtcp *net.TCPConn, src net.Conn, stcp *net.TC
 		}
 	}
 	return done, nil, nil
-}
-
-// classifyCopyErr guesses whether a splice error came from the writing side
-// (EPIPE, or a write op) or else the reading side; both end the exchange, the
-// guess only picks the status answered.
-func classifyCopyErr(err error, _ *io.LimitedReader, _ *net.TCPConn) (error, error) {
-	var oe *net.OpError
-	if errors.As(err, &oe) && oe.Op == "write" || errors.Is(err, syscall.EPIPE) {
-		return nil, err
-	}
-	return err, nil
 }
 
 var errEmptyResponse = errors.New("empty response")

@@ -93,7 +93,7 @@ func (c *conn) respond(be *backendRef, srv Server, u *upConn, sticky Server) (bo
 		c.tunnel(u)
 		return false, out
 	case kind == http1.BodyLength && rem > 0:
-		n, rerr, werr := c.copyN(c.nc, c.tcp, u.nc, u.tcp, rem, h.cfg.Timeouts.Server, h.cfg.Timeouts.Client, c.nc, u.nc, u)
+		n, rerr, werr := c.copyN(c.nc, c.tcp, u.nc, u.tcp, rem, h.cfg.Timeouts.Server, h.cfg.Timeouts.Client, u)
 		out += n
 		c.bytesOut += n
 		if rerr != nil || werr != nil {

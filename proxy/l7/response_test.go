@@ -2,6 +2,7 @@ package l7
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -121,3 +122,48 @@ func TestExpectContinue(t *testing.T) {
 		t.Fatalf("body %q", b)
 	}
 }
+
+// A server that answers (413) without reading the whole upload, keeping its
+// connection open, gets its answer through once the upload stalls.
+func TestEarlyResponseDuringUpload(t *testing.T) {
+	release := make(chan struct{})
+	srv := startRaw(t, func(c net.Conn, _ func([]byte)) {
+		br := bufio.NewReader(c)
+		if _, err := http.ReadRequest(br); err != nil {
+			return
+		}
+		c.Write([]byte("HTTP/1.1 413 Payload Too Large\r\nContent-Length: 4\r\nConnection: close\r\n\r\nbig!"))
+		<-release // hold the connection open without reading
+	})
+	t.Cleanup(func() { close(release) })
+	s := newFakeServer("s", srv.addr())
+	p := startProxy(t, Config{DefaultBackend: "app", Timeouts: Timeouts{Server: 300 * time.Millisecond, Client: 5 * time.Second}},
+		fakeBackends{"app": {name: "app", servers: []*fakeServer{s}}})
+	c, err := net.Dial("tcp", p.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	const size = 64 << 20 // far more than the socket buffers hold
+	go func() {
+		c.Write([]byte("PUT /upload HTTP/1.1\r\nHost: a\r\nContent-Length: " + fmt.Sprint(size) + "\r\n\r\n"))
+		io.Copy(c, io.LimitReader(zeros{}, size))
+	}()
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 413 || string(b) != "big!" || !resp.Close {
+		t.Fatalf("%d %q close=%v", resp.StatusCode, b, resp.Close)
+	}
+	waitFor(t, "outcome", func() bool { return len(s.outcomes()) == 1 })
+	if o := s.outcomes()[0]; o.Status != 413 {
+		t.Fatalf("outcome %+v", o)
+	}
+}
+
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }
