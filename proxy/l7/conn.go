@@ -555,7 +555,7 @@ func (c *conn) attempt(be *backendRef, srv Server, fresh bool, maxAge time.Durat
 				return resOK, keep
 			}
 			u.nc.Close()
-			srv.Done(Outcome{Aborted: status == 400 || status == 408, BytesIn: c.bytesIn, Connect: connectDur})
+			srv.Done(Outcome{Aborted: status != 502, BytesIn: c.bytesIn, Connect: connectDur})
 			if status == 502 {
 				return resFail, c.failAfterPick(be, srv, 502, false, why)
 			}

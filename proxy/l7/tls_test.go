@@ -16,6 +16,7 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -237,5 +238,51 @@ func TestWebSocketUpgrade(t *testing.T) {
 	waitFor(t, "outcome", func() bool { return len(s.outcomes()) == 1 })
 	if o := s.outcomes()[0]; o.Status != 101 {
 		t.Fatalf("outcome %+v", o)
+	}
+}
+
+// Cancelling the context of an HTTP/2 connection lets the stream in flight
+// finish (GOAWAY), then the connection closes.
+func TestHTTP2GracefulDrain(t *testing.T) {
+	dir := t.TempDir()
+	cfgTLS, err := LoadCertificates([]CertFile{writeCert(t, dir, "a", "localhost")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	release := make(chan struct{})
+	arrived := make(chan struct{}, 1)
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		arrived <- struct{}{}
+		<-release
+		io.WriteString(w, "finished")
+	}))
+	defer ts.Close()
+	s := newFakeServer("s", ts.Listener.Addr().String())
+	p := startProxy(t, Config{DefaultBackend: "app", TLS: cfgTLS}, fakeBackends{"app": {name: "app", servers: []*fakeServer{s}}})
+	tr := &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, ForceAttemptHTTP2: true}
+	defer tr.CloseIdleConnections()
+	cl := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	type res struct {
+		body  string
+		proto int
+		err   error
+	}
+	done := make(chan res, 1)
+	go func() {
+		resp, err := cl.Get("https://" + p.addr + "/slow")
+		if err != nil {
+			done <- res{err: err}
+			return
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		done <- res{string(b), resp.ProtoMajor, err}
+	}()
+	<-arrived
+	p.cancel()
+	close(release)
+	r := <-done
+	if r.err != nil || r.body != "finished" || r.proto != 2 {
+		t.Fatalf("in-flight h2 request: %+v", r)
 	}
 }
