@@ -311,11 +311,12 @@ func (s *stepper) toMaster(now time.Time, cause string) {
 	s.m.resigned = false
 	s.m.master = s.m.cfg.Primary
 	s.m.masterAdverInterval = s.m.cfg.AdvertInterval
-	// VIPs first: a master handing over (graceful stop) releases its VIPs
-	// when it hears this advert, so they are never unowned in between.
+	// VIPs and GARP first: a master handing over (graceful stop, resign)
+	// releases its VIPs when it hears this advert, so by then the VIPs are
+	// in place here and the neighbours' ARP caches point here already.
 	s.do(Action{Kind: ActAddVIPs})
-	s.sendAdvert(now)
 	s.do(Action{Kind: ActGARP})
+	s.sendAdvert(now)
 	if s.m.cfg.GARPRefresh > 0 {
 		s.setTimer(TimerGARPRefresh, now.Add(s.m.cfg.GARPRefresh))
 	}

@@ -67,7 +67,7 @@ func timer(k TimerKind) Input { return Input{Kind: InputTimer, Timer: k} }
 
 const (
 	toBackupFromInit = "remove_vips set:master_down notify:BACKUP"
-	becomeMaster     = "add_vips advert:%d set:advert garp set:garp_refresh notify:MASTER"
+	becomeMaster     = "add_vips garp advert:%d set:advert set:garp_refresh notify:MASTER"
 )
 
 func masterActs(prio int, stops string) string {

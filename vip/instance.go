@@ -145,6 +145,7 @@ type Instance struct {
 	status   InstanceStatus
 	frontend map[string]bool
 	running  bool
+	siblings []uint8
 
 	poke   chan struct{}
 	resign chan chan error
@@ -212,6 +213,21 @@ func (i *Instance) SetFrontendHealth(name string, ok bool) {
 	case i.poke <- struct{}{}:
 	default:
 	}
+}
+
+// SetSiblingVRIDs names the VRIDs of the node's other instances on the same
+// interface: their adverts are ignored instead of counted as VRID drops.
+// The Manager maintains it.
+func (i *Instance) SetSiblingVRIDs(vrids []uint8) {
+	i.mu.Lock()
+	i.siblings = slices.Clone(vrids)
+	i.mu.Unlock()
+}
+
+func (i *Instance) isSibling(vrid uint8) bool {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	return slices.Contains(i.siblings, vrid)
 }
 
 // Resign makes a MASTER send a priority-0 advert and become BACKUP once a
@@ -523,6 +539,9 @@ func (r *runner) packet(b []byte) {
 		return // our own advert looped back
 	}
 	if reason == ReasonNone && p.Advert.VRID != r.cfg.VirtualRouterID {
+		if r.isSibling(p.Advert.VRID) {
+			return // another local instance's router on this interface
+		}
 		reason = ReasonVRID
 	}
 	if reason == ReasonNone && len(r.cfg.UnicastPeers) > 0 && !slices.Contains(r.cfg.UnicastPeers, p.Src) {

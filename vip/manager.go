@@ -126,7 +126,8 @@ func (m *Manager) Apply(ctx context.Context, cfgs []InstanceConfig) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, c := range cfgs {
-		if _, running := m.instances[c.Name]; running {
+		if mi, running := m.instances[c.Name]; running {
+			mi.inst.SetSiblingVRIDs(siblings(cfgs, c))
 			continue
 		}
 		inst, err := NewInstance(c, m.opts)
@@ -137,6 +138,7 @@ func (m *Manager) Apply(ctx context.Context, cfgs []InstanceConfig) error {
 		for f, ok := range m.frontend {
 			inst.SetFrontendHealth(f, ok)
 		}
+		inst.SetSiblingVRIDs(siblings(cfgs, c))
 		runCtx, cancel := context.WithCancel(context.Background())
 		mi := &managed{inst: inst, cancel: cancel, done: make(chan struct{})}
 		m.instances[c.Name] = mi
@@ -208,4 +210,15 @@ func (m *Manager) SetFrontendHealth(frontend string, ok bool) {
 	for _, i := range insts {
 		i.SetFrontendHealth(frontend, ok)
 	}
+}
+
+// siblings returns the VRIDs of the other instances on c's interface.
+func siblings(cfgs []InstanceConfig, c InstanceConfig) []uint8 {
+	var v []uint8
+	for _, o := range cfgs {
+		if o.Name != c.Name && o.Interface == c.Interface {
+			v = append(v, o.VirtualRouterID)
+		}
+	}
+	return v
 }

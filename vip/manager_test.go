@@ -124,6 +124,11 @@ func TestManagerApplyReload(t *testing.T) {
 		}
 	}
 
+	// The instances hear each other's adverts on the shared interface: not drops.
+	if n := seriesCount(t, reg, "palisade_vrrp_adverts_dropped_total"); n != 0 {
+		t.Fatalf("%d dropped series from sibling instances' adverts", n)
+	}
+
 	// Invalid input changes nothing.
 	bad := mcfg("four", 4, 100)
 	bad.VIPs = nil

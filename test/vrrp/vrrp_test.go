@@ -403,3 +403,55 @@ func TestPalisadeUnicastPeers(t *testing.T) {
 	a.Crash(tp)
 	waitServedBy(t, tp, "b", 5*time.Second)
 }
+
+// Two instances per node, each node master of one VIP group (active-active).
+func TestPalisadeActiveActive(t *testing.T) {
+	tp, started := topo(t, 2)
+	vipRed := harness.VIP
+	vipBlue := netip.MustParsePrefix("198.18.0.101/24")
+	mk := func(name string, vrid uint8, prio uint8, v netip.Prefix) vip.InstanceConfig {
+		c := pal(prio, true)
+		c.Name, c.VirtualRouterID, c.VIPs = name, vrid, []netip.Prefix{v}
+		return c
+	}
+	a, err := tp.PalisadeMulti(1, "a", []vip.InstanceConfig{mk("red", 51, 200, vipRed), mk("blue", 52, 100, vipBlue)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	*started = append(*started, a)
+	b, err := tp.PalisadeMulti(2, "b", []vip.InstanceConfig{mk("red", 51, 100, vipRed), mk("blue", 52, 200, vipBlue)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	*started = append(*started, b)
+	ok := harness.WaitFor(5*time.Second, func() bool {
+		return a.StateOf("red") == "MASTER" && a.StateOf("blue") == "BACKUP" &&
+			b.StateOf("red") == "BACKUP" && b.StateOf("blue") == "MASTER"
+	})
+	if !ok {
+		t.Fatalf("a red %s blue %s, b red %s blue %s", a.StateOf("red"), a.StateOf("blue"), b.StateOf("red"), b.StateOf("blue"))
+	}
+	if !harness.WaitFor(2*time.Second, func() bool {
+		return tp.Holds(1, vipRed) && !tp.Holds(1, vipBlue) && tp.Holds(2, vipBlue) && !tp.Holds(2, vipRed)
+	}) {
+		t.Fatal("VIP groups not split between the nodes")
+	}
+	dl, err := tp.ClientDialer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dl.Close()
+	served := func(addr netip.Addr, name string) bool {
+		return harness.WaitFor(3*time.Second, func() bool {
+			got, err := dl.AskAddr(addr, 100*time.Millisecond)
+			return err == nil && got == name
+		})
+	}
+	if !served(vipRed.Addr(), "a") || !served(vipBlue.Addr(), "b") {
+		t.Fatal("client not served by the group masters")
+	}
+	a.Crash(tp)
+	if !served(vipRed.Addr(), "b") || !served(vipBlue.Addr(), "b") {
+		t.Fatal("b did not take over both groups")
+	}
+}

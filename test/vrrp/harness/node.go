@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -31,7 +32,9 @@ const nodeEnv = "PALISADE_VRRP_TEST_NODE"
 type NodeSpec struct {
 	Name      string
 	ServeOnly bool
-	Instance  vip.InstanceConfig
+	// Instances run under one vip.Manager; the test server listens on
+	// every VIP (and on VIP when there are none).
+	Instances []vip.InstanceConfig
 }
 
 // MaybeRunNode runs a node and exits if this process was started as one.
@@ -68,53 +71,63 @@ func runNode(spec NodeSpec) error {
 		}
 		return serr
 	}}
-	ln, err := lc.Listen(ctx, "tcp4", netip.AddrPortFrom(VIP.Addr(), ServicePort).String())
-	if err != nil {
-		return err
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
+	addrs := []netip.Addr{VIP.Addr()}
+	if len(spec.Instances) > 0 {
+		addrs = nil
+		for _, c := range spec.Instances {
+			for _, p := range c.VIPs {
+				addrs = append(addrs, p.Addr())
 			}
-			c.Write([]byte(spec.Name + "\n"))
-			c.Close()
 		}
-	}()
+	}
+	for _, a := range addrs {
+		ln, err := lc.Listen(ctx, "tcp4", netip.AddrPortFrom(a, ServicePort).String())
+		if err != nil {
+			return err
+		}
+		defer ln.Close()
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				c.Write([]byte(spec.Name + "\n"))
+				c.Close()
+			}
+		}()
+	}
 	fmt.Println("READY")
 	if spec.ServeOnly {
 		<-ctx.Done()
 		return nil
 	}
 	var mu sync.Mutex
-	inst, err := vip.NewInstance(spec.Instance, vip.Options{
+	m := vip.NewManager(vip.ManagerOptions{
 		Logger: log.With("node", spec.Name),
 		OnStateChange: func(s vip.InstanceStatus) {
 			mu.Lock()
 			defer mu.Unlock()
-			fmt.Printf("STATE %s %d\n", s.State, s.EffectivePriority)
+			fmt.Printf("STATE %s %s %d\n", s.Name, s.State, s.EffectivePriority)
 		},
 	})
-	if err != nil {
+	if err := m.Apply(ctx, spec.Instances); err != nil {
 		return err
 	}
 	// SIGUSR1/SIGUSR2 play the daemon reporting frontend "web" down/up.
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGUSR1, syscall.SIGUSR2)
 	defer signal.Stop(sigs)
-	go func() {
-		for {
-			select {
-			case s := <-sigs:
-				inst.SetFrontendHealth("web", s == syscall.SIGUSR2)
-			case <-ctx.Done():
-				return
-			}
+	for {
+		select {
+		case s := <-sigs:
+			m.SetFrontendHealth("web", s == syscall.SIGUSR2)
+		case <-ctx.Done():
+			stopCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			return m.Stop(stopCtx)
 		}
-	}()
-	return inst.Run(ctx)
+	}
 }
 
 // SetFrontend reports the palisade node's frontend "web" healthy or not.
@@ -145,18 +158,28 @@ type Node struct {
 	state  string
 	states []string
 	at     []time.Time
+	byInst map[string]string
 	ready  chan struct{}
 }
 
 // Palisade starts a palisade node in node i's namespace with inst (its
 // Interface is set to eth0).
 func (t *Topology) Palisade(i int, name string, inst vip.InstanceConfig) (*Node, error) {
-	inst.Interface = "eth0"
-	if len(inst.VIPs) == 0 {
-		inst.VIPs = []netip.Prefix{VIP}
+	return t.PalisadeMulti(i, name, []vip.InstanceConfig{inst})
+}
+
+// PalisadeMulti starts a palisade node running several instances (their
+// Interface is set to eth0).
+func (t *Topology) PalisadeMulti(i int, name string, insts []vip.InstanceConfig) (*Node, error) {
+	insts = slices.Clone(insts)
+	for j := range insts {
+		insts[j].Interface = "eth0"
+		if len(insts[j].VIPs) == 0 {
+			insts[j].VIPs = []netip.Prefix{VIP}
+		}
 	}
-	n := &Node{Name: name, Index: i, Kind: "palisade", ready: make(chan struct{})}
-	if err := t.startSelf(n, NodeSpec{Name: name, Instance: inst}); err != nil {
+	n := &Node{Name: name, Index: i, Kind: "palisade", ready: make(chan struct{}), byInst: map[string]string{}}
+	if err := t.startSelf(n, NodeSpec{Name: name, Instances: insts}); err != nil {
 		return nil, err
 	}
 	return n, nil
@@ -281,21 +304,29 @@ func (n *Node) readStates(r io.Reader) {
 		switch {
 		case len(f) == 1 && f[0] == "READY":
 			readyOnce()
-		case len(f) >= 2 && f[0] == "STATE":
+		case len(f) >= 3 && f[0] == "STATE":
 			n.mu.Lock()
-			n.state = f[1]
-			n.states = append(n.states, f[1])
+			n.byInst[f[1]] = f[2]
+			n.state = f[2]
+			n.states = append(n.states, f[2])
 			n.at = append(n.at, time.Now())
 			n.mu.Unlock()
 		}
 	}
 }
 
-// State is the last state a palisade node reported ("" before any).
+// State is the last state a palisade node reported, of any instance ("" before any).
 func (n *Node) State() string {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return n.state
+}
+
+// StateOf is the last state instance reported ("" before any).
+func (n *Node) StateOf(instance string) string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.byInst[instance]
 }
 
 // States is every state a palisade node reported, in order.

@@ -210,9 +210,12 @@ func (t *Topology) Isolate(on bool, nodes ...int) error {
 }
 
 // HasVIP reports whether node i holds the VIP.
-func (t *Topology) HasVIP(i int) bool {
+func (t *Topology) HasVIP(i int) bool { return t.Holds(i, VIP) }
+
+// Holds reports whether node i has address p on eth0.
+func (t *Topology) Holds(i int, p netip.Prefix) bool {
 	out, err := Output("ip", "-n", t.NodeNS(i), "-4", "-o", "addr", "show", "dev", "eth0")
-	return err == nil && strings.Contains(out, " "+VIP.String()+" ")
+	return err == nil && strings.Contains(out, " "+p.String()+" ")
 }
 
 // MAC returns node i's eth0 hardware address.
@@ -265,7 +268,12 @@ func (d *Dialer) Close() error { return d.ns.Close() }
 // Ask connects to the VIP's service from the client namespace and returns
 // the name the node answers with.
 func (d *Dialer) Ask(timeout time.Duration) (string, error) {
-	c, err := d.dial(timeout)
+	return d.AskAddr(VIP.Addr(), timeout)
+}
+
+// AskAddr is Ask for another virtual address.
+func (d *Dialer) AskAddr(addr netip.Addr, timeout time.Duration) (string, error) {
+	c, err := d.dial(addr, timeout)
 	if err != nil {
 		return "", err
 	}
@@ -284,7 +292,7 @@ func (d *Dialer) Ask(timeout time.Duration) (string, error) {
 
 // dial creates the socket inside the client namespace: the calling thread
 // is moved there for the socket() call only.
-func (d *Dialer) dial(timeout time.Duration) (net.Conn, error) {
+func (d *Dialer) dial(addr netip.Addr, timeout time.Duration) (net.Conn, error) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	orig, err := netns.Get()
@@ -295,7 +303,7 @@ func (d *Dialer) dial(timeout time.Duration) (net.Conn, error) {
 	if err := netns.Set(d.ns); err != nil {
 		return nil, err
 	}
-	c, err := net.DialTimeout("tcp4", netip.AddrPortFrom(VIP.Addr(), ServicePort).String(), timeout)
+	c, err := net.DialTimeout("tcp4", netip.AddrPortFrom(addr, ServicePort).String(), timeout)
 	if serr := netns.Set(orig); serr != nil {
 		// The thread cannot be trusted any more; keep it locked so it dies with the goroutine.
 		runtime.LockOSThread()
