@@ -226,6 +226,7 @@ type idleResult struct {
 	fdsBefore, fds int
 	threads        int
 	nofile         string
+	slabGrowth     int64 // kB, /proc/meminfo Slab: the whole machine's kernel slab
 }
 
 // fdsPerConn is the proxy's open file descriptors per proxied connection.
@@ -236,6 +237,7 @@ func (r idleResult) fdsPerConn() float64 { return float64(r.fds-r.fdsBefore) / f
 // closes them all and waits until the proxy has closed the server side too.
 func runIdle(ctx context.Context, addr string, n int, h *holder, pid int) (idleResult, error) {
 	r := idleResult{n: n, fdsBefore: fdCount(pid), nofile: nofileLimit(pid)}
+	slab0, _ := meminfoKB("Slab")
 	var err error
 	if r.rssBefore, err = statusKB(pid, "VmRSS"); err != nil {
 		return r, err
@@ -286,5 +288,8 @@ func runIdle(ctx context.Context, addr string, n int, h *holder, pid int) (idleR
 	}
 	r.fds = fdCount(pid)
 	r.threads = threadCount(pid)
+	if slab1, err := meminfoKB("Slab"); err == nil && slab0 > 0 {
+		r.slabGrowth = slab1 - slab0
+	}
 	return r, nil
 }

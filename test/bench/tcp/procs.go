@@ -296,6 +296,23 @@ func statusKB(pid int, key string) (int64, error) {
 	return 0, fmt.Errorf("%s not in /proc/%d/status", key, pid)
 }
 
+// meminfoKB reads one "Key: N kB" line of /proc/meminfo.
+func meminfoKB(key string) (int64, error) {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0, err
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, key+":"); ok {
+			f := strings.Fields(v)
+			if len(f) > 0 {
+				return strconv.ParseInt(f[0], 10, 64)
+			}
+		}
+	}
+	return 0, fmt.Errorf("%s not in /proc/meminfo", key)
+}
+
 // fdCount is the number of open file descriptors of a process.
 func fdCount(pid int) int {
 	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))

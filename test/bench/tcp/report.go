@@ -14,8 +14,8 @@ func (b *bench) report(res *results) string {
 	o := b.o
 	var w strings.Builder
 	fmt.Fprintf(&w, "#### TCP mode (`mode tcp`)\n\n")
-	fmt.Fprintf(&w, "Measured %s with `go run ./test/bench/tcp -palisade bin/palisade -runs %d -duration %v` (`make bench-tcp`).\n",
-		time.Now().UTC().Format("2006-01-02"), o.runs, o.duration)
+	fmt.Fprintf(&w, "Measured %s with `go run ./test/bench/tcp -palisade %s -runs %d -duration %v` (`make bench-tcp`).\n",
+		time.Now().UTC().Format("2006-01-02"), o.palisade, o.runs, o.duration)
 	fmt.Fprintf(&w, "%d CPUs (%s), Linux %s; %s; HAProxy %s (`nbthread %d`); nginx %s (`worker_processes 1`, "+
 		"two ports = the two servers); wrk %s. Everything on loopback, one machine, the proxies and load generators "+
 		"sharing the CPUs. Medians of %d alternating runs of %v (range in brackets). Proxy CPU is utime+stime of all "+
@@ -82,6 +82,8 @@ func (b *bench) report(res *results) string {
 		fmt.Fprintf(&w, "| VmRSS before | %s | %s | |\n", fmtKB(p.rssBefore), fmtKB(h.rssBefore))
 		fmt.Fprintf(&w, "| RSS growth per connection | %.1f KiB | %.1f KiB | %s |\n", perConn(p)/1024, perConn(h)/1024,
 			fmtRatio(perConn(p)/perConn(h)))
+		fmt.Fprintf(&w, "| kernel slab growth, whole machine (`/proc/meminfo` Slab; includes the client and server ends) | %s | %s | %s |\n",
+			fmtKB(p.slabGrowth), fmtKB(h.slabGrowth), fmtRatio(float64(p.slabGrowth)/float64(h.slabGrowth)))
 		fmt.Fprintf(&w, "| open fds | %d | %d | %s |\n", p.fds, h.fds, fmtRatio(float64(p.fds)/float64(h.fds)))
 		fmt.Fprintf(&w, "| fds per proxied connection | %.2f | %.2f | %s |\n", p.fdsPerConn(), h.fdsPerConn(), fmtRatio(p.fdsPerConn()/h.fdsPerConn()))
 		fmt.Fprintf(&w, "| threads | %d | %d | |\n", p.threads, h.threads)
