@@ -167,7 +167,8 @@ func (r *Request) Path() []byte {
 }
 
 // OriginTarget returns the target in origin-form ("/path?query"), converting
-// absolute-form; asterisk-form is returned unchanged.
+// absolute-form (the result may then start with "?" when the path is empty);
+// asterisk-form is returned unchanged.
 func (r *Request) OriginTarget() []byte {
 	t := r.Target
 	if len(t) > 0 && t[0] != '/' && t[0] != '*' {
@@ -177,10 +178,7 @@ func (r *Request) OriginTarget() []byte {
 			if j < 0 {
 				return slash
 			}
-			if t[j] == '?' {
-				// "/?query" cannot be sliced from the buffer; callers write "/" first.
-				return t[j:]
-			}
+			// "?query" without a path: callers write "/" before it.
 			return t[j:]
 		}
 	}
@@ -206,7 +204,7 @@ func (r *Request) Authority() []byte {
 
 var slash = []byte("/")
 
-// IsHop reports whether the Connection header nominated name.
+// isConnToken reports whether the Connection header nominated name.
 func (r *Request) isConnToken(name []byte) bool {
 	for _, t := range r.connTokens {
 		if bytes.EqualFold(t, name) {
