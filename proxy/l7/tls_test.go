@@ -140,11 +140,30 @@ func TestTLSHTTP2AndHTTP1(t *testing.T) {
 				t.Fatalf("h2=%v: backend saw %s", h2, b)
 			}
 		}
-		resp, err := cl.Post("https://"+p.addr+"/echo", "text/plain", strings.NewReader("payload"))
+		resp, err := cl.Get("https://" + p.addr + "/big")
+		if err != nil {
+			t.Fatal(err)
+		}
+		big, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if len(big) != 1<<20 {
+			t.Fatalf("h2=%v: big body %d bytes", h2, len(big))
+		}
+		upload := strings.Repeat("u", 500000)
+		resp, err = cl.Post("https://"+p.addr+"/echo", "text/plain", strings.NewReader(upload))
 		if err != nil {
 			t.Fatal(err)
 		}
 		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(b) != "POST 500000 text/plain" {
+			t.Fatalf("h2=%v: upload %q", h2, b)
+		}
+		resp, err = cl.Post("https://"+p.addr+"/echo", "text/plain", strings.NewReader("payload"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ = io.ReadAll(resp.Body)
 		resp.Body.Close()
 		if string(b) != "POST 7 text/plain" {
 			t.Fatalf("h2=%v: POST %q", h2, b)
