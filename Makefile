@@ -39,7 +39,7 @@ bench-tcp: build
 
 bench-http: build
 	@bash test/install-deps.sh bench
-	@if [ -d test/bench/http ]; then $(GO) run ./test/bench/http -palisade $(BIN)/palisade; fi
+	PALISADE_CMD='exec $(CURDIR)/$(BIN)/palisade run -c $$CONF' bash test/bench/http/run.sh
 
 bench-failover:
 	@bash test/install-deps.sh

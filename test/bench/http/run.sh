@@ -79,6 +79,7 @@ defaults
   timeout http-request 10s
   timeout http-keep-alive 60s
   retries 2
+  option forwardfor
 frontend web
   bind 127.0.0.1:$HP
   default_backend app
@@ -94,10 +95,12 @@ LISTEN=127.0.0.1:$PP
 SERVERS=127.0.0.1:$N1,127.0.0.1:$N2
 CONF=$W/palisade.yaml
 cat > "$CONF" <<PY
+global: {log: {level: warn}}
 frontends:
   - name: web
     mode: http
     listen: ["$LISTEN"]
+    http: {forwarded: true, request_id: false}
     default_backend: app
 backends:
   - name: app
