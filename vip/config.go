@@ -36,7 +36,9 @@ type InstanceConfig struct {
 	Track []Track
 	GARP  GARPConfig
 	// Notify is an optional executable called as `Notify INSTANCE STATE PRIORITY`
-	// on every state change; it runs asynchronously, killed after NotifyTimeout.
+	// on every state change, STATE one of MASTER, BACKUP, FAULT, STOP (the
+	// instance stopped). Calls run one at a time in order, asynchronously to
+	// the election; each is killed after NotifyTimeout.
 	Notify string
 	// NotifyTimeout bounds one notify run. Default 10s.
 	NotifyTimeout time.Duration

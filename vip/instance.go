@@ -668,7 +668,11 @@ func (r *runner) transition(a Action) {
 	if r.cfg.Notify == "" {
 		return
 	}
-	args := []string{r.cfg.Name, a.State.String(), strconv.Itoa(int(a.Priority))}
+	state := a.State.String()
+	if a.State == StateInit {
+		state = "STOP" // what keepalived users' notify scripts expect
+	}
+	args := []string{r.cfg.Name, state, strconv.Itoa(int(a.Priority))}
 	select {
 	case r.notifyQ <- args:
 	default:

@@ -321,7 +321,7 @@ func TestInstanceNotify(t *testing.T) {
 	waitFor(t, 2*time.Second, "MASTER", func() bool { return a.state() == StateMaster })
 	a.stop()
 	data, _ := os.ReadFile(out)
-	want := "edge BACKUP 100\nedge MASTER 100\nedge INIT 100\n"
+	want := "edge BACKUP 100\nedge MASTER 100\nedge STOP 100\n"
 	if string(data) != want {
 		t.Fatalf("notify calls:\n%s\nwant:\n%s", data, want)
 	}

@@ -1,12 +1,26 @@
 // Package vip implements the floating virtual IP of a palisade node: VRRPv3
-// (RFC 5798) election for IPv4, VIP addresses through netlink, gratuitous ARP
-// and tracking of local frontends and interfaces.
+// (RFC 5798) election for IPv4, wire-compatible with keepalived
+// `vrrp_version 3`, VIP addresses through netlink, gratuitous ARP and
+// tracking of local frontends and interfaces.
 //
-// The package is layered so that most of it is tested without root:
-// packet.go holds pure encode/decode functions, fsm.go the election as a pure
-// step function, instance.go the driver that feeds the state machine from an
-// injected Clock and Network, and net_linux.go the real raw-socket, netlink
-// and ARP implementation of Network.
+// The daemon maps each vrrp.instances entry onto an InstanceConfig and uses
+// a Manager:
+//
+//	m := vip.NewManager(vip.ManagerOptions{Logger: log, Registerer: reg})
+//	err := m.Apply(ctx, cfgs)          // start, and on every reload (unchanged instances untouched)
+//	m.SetFrontendHealth("web", ok)     // whenever a frontend's serviceability changes
+//	st := m.Status()                   // GET /api/v1/vrrp
+//	err = m.Resign(ctx, "edge")        // POST /api/v1/vrrp/{instance}/resign
+//	err = m.Stop(ctx)                  // SIGTERM: priority-0 advert, VIPs released
+//
+// Apply validates everything first (errors wrap ErrInvalidConfig) and changes
+// nothing on invalid input. Resign returns ErrUnknownInstance or ErrNotMaster.
+//
+// Layers, so that most of it is tested without root: packet.go holds pure
+// encode/decode functions, fsm.go the election as a pure step function,
+// instance.go the driver that feeds the state machine from an injected Clock
+// and Network, and net_linux.go the real raw-socket, netlink and ARP
+// implementation of Network.
 package vip
 
 import (
