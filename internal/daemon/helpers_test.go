@@ -7,10 +7,13 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -21,6 +24,10 @@ import (
 func TestMain(m *testing.M) {
 	if os.Getenv("PALISADE_TEST_BACKEND") != "" {
 		runBackendProcess()
+		return
+	}
+	if name := os.Getenv("PALISADE_TEST_HTTP_BACKEND"); name != "" {
+		runHTTPBackendProcess(name)
 		return
 	}
 	goleak.VerifyTestMain(m)
@@ -36,6 +43,48 @@ func runBackendProcess() {
 	}
 	fmt.Println(ln.Addr().String())
 	serveEcho(ln, os.Getenv("PALISADE_TEST_BACKEND"), nil)
+}
+
+// runHTTPBackendProcess serves HTTP, answering its name, as a separate process.
+func runHTTPBackendProcess(name string) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Println("ERR", err)
+		os.Exit(1)
+	}
+	fmt.Println(ln.Addr().String())
+	_ = http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, name)
+	}))
+}
+
+// startProcessBackend runs a backend in a child process (so a test can
+// SIGSTOP or kill -9 it); env selects the kind. It is killed at cleanup.
+func startProcessBackend(t *testing.T, env string) (*exec.Cmd, string) {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe)
+	cmd.Env = append(os.Environ(), env)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGCONT)
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cmd, strings.TrimSpace(line)
 }
 
 // serveEcho accepts until ln closes: each connection gets "name\n", then an

@@ -581,7 +581,14 @@ func (c *conn) attempt(be *backendRef, srv Server, fresh bool, maxAge time.Durat
 				return resRetryOther, false
 			}
 			return resFail, c.failAfterPick(be, srv, 502, bodyDone, "server closed the connection without a response")
-		case isTimeout(err):
+		case err == errSilentTimeout && replayable && idem:
+			// HAProxy's retry-on response-timeout: the server said nothing
+			// (stopped, overloaded), so an idempotent request may go elsewhere.
+			srv.Done(Outcome{Timeout: true, BytesIn: c.bytesIn, Connect: connectDur, Response: respDur})
+			c.logServer("server timeout without a response, retrying", be, srv, nil)
+			c.failStatus, c.failWhy = 504, "server timeout"
+			return resRetryOther, false
+		case err == errSilentTimeout, isTimeout(err):
 			srv.Done(Outcome{Timeout: true, BytesIn: c.bytesIn, Connect: connectDur, Response: respDur})
 			return resFail, c.failAfterPick(be, srv, 504, bodyDone, "server timeout")
 		default:
@@ -742,7 +749,11 @@ func (c *conn) copyN(dst net.Conn, dtcp *net.TCPConn, src net.Conn, stcp *net.TC
 	return done, nil, nil
 }
 
-var errEmptyResponse = errors.New("empty response")
+var (
+	errEmptyResponse = errors.New("empty response")
+	// errSilentTimeout: timeouts.server passed without one response byte.
+	errSilentTimeout = errors.New("no response within the server timeout")
+)
 
 // readResponseHead reads the final response head into ubuf, skipping interim
 // (1xx other than 101) responses.
@@ -782,6 +793,9 @@ func (c *conn) readResponseHead(u *upConn) error {
 			}
 			if !isTimeout(err) {
 				return errors.New("truncated response head")
+			}
+			if !got {
+				return errSilentTimeout
 			}
 			return err
 		}
