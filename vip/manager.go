@@ -152,8 +152,13 @@ func (m *Manager) Apply(ctx context.Context, cfgs []InstanceConfig) error {
 	return errors.Join(errs...)
 }
 
-// Stop stops every instance gracefully (priority-0 advert, VIPs removed)
-// and waits for them, at most until ctx is done. The Manager cannot be used after.
+// Stop stops every instance gracefully and waits for them, at most until ctx
+// is done. A MASTER sends a priority-0 advert and keeps its VIPs until a
+// successor's advert arrives (at most Skew_Time(1) + advert/4, capped at 2s,
+// when there is none), then removes them. The Manager cannot be used after.
+//
+// Apply starts one goroutine per instance; Stop (or removal by Apply) ends it.
+
 func (m *Manager) Stop(ctx context.Context) error {
 	m.mu.Lock()
 	m.stopped = true
