@@ -158,7 +158,6 @@ func (m *Manager) Apply(ctx context.Context, cfgs []InstanceConfig) error {
 // when there is none), then removes them. The Manager cannot be used after.
 //
 // Apply starts one goroutine per instance; Stop (or removal by Apply) ends it.
-
 func (m *Manager) Stop(ctx context.Context) error {
 	m.mu.Lock()
 	m.stopped = true
