@@ -23,6 +23,10 @@ import (
 var bin string
 
 func TestMain(m *testing.M) {
+	if name := os.Getenv("PALISADE_E2E_BANNER"); name != "" {
+		runBanner(name, os.Getenv("PALISADE_E2E_LISTEN"))
+		return
+	}
 	dir, err := os.MkdirTemp("", "palisade-e2e-")
 	if err != nil {
 		fmt.Println(err)
@@ -37,6 +41,24 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
+}
+
+// runBanner is a server process (run inside a namespace) that greets every
+// connection with its name: the client of a VIP sees which node answered.
+func runBanner(name, listen string) {
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			os.Exit(1)
+		}
+		_, _ = io.WriteString(c, name+"\n")
+		_ = c.Close()
+	}
 }
 
 func freeAddr(t *testing.T) string {
