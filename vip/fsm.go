@@ -225,6 +225,13 @@ func NewMachine(cfg FSMConfig) Machine {
 	return Machine{cfg: cfg, effPrio: cfg.Priority, masterAdverInterval: cfg.AdvertInterval}
 }
 
+// Reconfigure returns the machine with a new config, state and timers kept;
+// the effective priority follows with the next InputTracking.
+func (m Machine) Reconfigure(cfg FSMConfig) Machine {
+	m.cfg = cfg
+	return m
+}
+
 // State returns the current state.
 func (m Machine) State() State { return m.state }
 

@@ -147,8 +147,16 @@ type Instance struct {
 	running  bool
 	siblings []uint8
 
-	poke   chan struct{}
-	resign chan chan error
+	poke    chan struct{}
+	resign  chan chan error
+	updates chan updateReq
+	// loopDone is non-nil while the run loop runs, closed when it ends.
+	loopDone chan struct{}
+}
+
+type updateReq struct {
+	cfg   InstanceConfig
+	reply chan error
 }
 
 // NewInstance validates cfg and returns an instance in INIT. It starts nothing.
@@ -183,11 +191,78 @@ func NewInstance(cfg InstanceConfig, o Options) (*Instance, error) {
 		frontend: map[string]bool{},
 		poke:     make(chan struct{}, 1),
 		resign:   make(chan chan error),
+		updates:  make(chan updateReq),
 	}, nil
 }
 
 // Config returns the instance's config with defaults applied.
-func (i *Instance) Config() InstanceConfig { return i.cfg }
+func (i *Instance) Config() InstanceConfig {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	return i.cfg
+}
+
+// ErrNeedsRestart is returned by Update when the change cannot be applied
+// to a running instance.
+var ErrNeedsRestart = errors.New("vrrp instance change needs a restart")
+
+// errNotRunning: Update found no running instance to update.
+var errNotRunning = errors.New("vrrp instance is not running")
+
+// softChange reports whether b differs from a only in what a running
+// instance can take over without releasing its VIPs: priority (not to or
+// from the owner's 255), preempt, preempt_delay, frontend tracking, weights
+// of tracked interfaces, garp and notify.
+func softChange(a, b InstanceConfig) bool {
+	a, b = a.WithDefaults(), b.WithDefaults()
+	links := func(c InstanceConfig) []string {
+		var l []string
+		for _, t := range c.Track {
+			if t.Interface != "" && !slices.Contains(l, t.Interface) {
+				l = append(l, t.Interface)
+			}
+		}
+		slices.Sort(l)
+		return l
+	}
+	return a.Name == b.Name && a.Interface == b.Interface && a.VirtualRouterID == b.VirtualRouterID &&
+		a.AdvertInterval == b.AdvertInterval && slices.Equal(a.VIPs, b.VIPs) &&
+		slices.Equal(a.UnicastPeers, b.UnicastPeers) && slices.Equal(links(a), links(b)) &&
+		(a.Priority == PriorityOwner) == (b.Priority == PriorityOwner)
+}
+
+// Update applies cfg to the running instance in place, keeping its state
+// and VIPs: a MASTER whose effective priority changes advertises it at once.
+// It returns ErrNeedsRestart when cfg changes more than softChange allows.
+func (i *Instance) Update(ctx context.Context, cfg InstanceConfig) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	cfg = cfg.WithDefaults()
+	if !softChange(i.Config(), cfg) {
+		return ErrNeedsRestart
+	}
+	i.mu.Lock()
+	done := i.loopDone
+	i.mu.Unlock()
+	if done == nil {
+		return errNotRunning
+	}
+	req := updateReq{cfg: cfg, reply: make(chan error, 1)}
+	select {
+	case i.updates <- req:
+	case <-done:
+		return errNotRunning
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-req.reply:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
 
 // Status returns a snapshot of the instance.
 func (i *Instance) Status() InstanceStatus {
@@ -364,7 +439,7 @@ type runner struct {
 	links   map[string]bool
 	garpAt  time.Time
 	garpN   int
-	notifyQ chan []string
+	notifyQ chan notifyReq
 	// stopSent: the priority-0 advert of a graceful stop went out already.
 	stopSent bool
 }
@@ -407,13 +482,10 @@ func (r *runner) handover(events <-chan Event) {
 func (i *Instance) run(ctx context.Context, conn Conn) error {
 	r := &runner{
 		Instance: i, conn: conn, links: map[string]bool{},
-		notifyQ: make(chan []string, 16),
+		notifyQ: make(chan notifyReq, 16),
 	}
 	defer conn.Close()
-	r.m = NewMachine(FSMConfig{
-		Priority: i.cfg.Priority, AdvertInterval: i.cfg.AdvertInterval, Preempt: i.cfg.Preempt,
-		PreemptDelay: i.cfg.PreemptDelay, GARPRefresh: max(i.cfg.GARP.Refresh, 0), Primary: conn.Primary(),
-	})
+	r.m = NewMachine(r.fsmConfig())
 	i.log.Info("vrrp: instance starting", "primary", conn.Primary(), "priority", i.cfg.Priority,
 		"advert_interval", i.cfg.AdvertInterval, "preempt", i.cfg.Preempt, "vips", i.status.VIPs)
 
@@ -445,6 +517,17 @@ func (i *Instance) run(ctx context.Context, conn Conn) error {
 	r.timer = i.clock.NewTimer(time.Hour)
 	defer r.timer.Stop()
 
+	loopDone := make(chan struct{})
+	i.mu.Lock()
+	i.loopDone = loopDone
+	i.mu.Unlock()
+	defer func() {
+		i.mu.Lock()
+		i.loopDone = nil
+		i.mu.Unlock()
+		close(loopDone)
+	}()
+
 	// Let the Conn report the initial link states before leaving INIT, so an
 	// instance whose interface is down starts in FAULT.
 	r.drainEvents(events)
@@ -470,6 +553,9 @@ func (i *Instance) run(ctx context.Context, conn Conn) error {
 			r.timersDue()
 		case <-i.poke:
 			r.retrack()
+		case req := <-i.updates:
+			r.reconfigure(req.cfg)
+			req.reply <- nil
 		case reply := <-i.resign:
 			if r.m.State() != StateMaster {
 				reply <- fmt.Errorf("resign %q: %w (state %v)", i.cfg.Name, ErrNotMaster, r.m.State())
@@ -496,6 +582,25 @@ func (r *runner) drainEvents(events <-chan Event) {
 		case <-t.C:
 			return
 		}
+	}
+}
+
+// reconfigure takes over a soft change (see softChange) in place.
+func (r *runner) reconfigure(cfg InstanceConfig) {
+	r.mu.Lock()
+	r.Instance.cfg = cfg
+	r.status.Priority = cfg.Priority
+	r.mu.Unlock()
+	r.m = r.m.Reconfigure(r.fsmConfig())
+	r.log.Info("vrrp: configuration updated in place", "priority", cfg.Priority, "preempt", cfg.Preempt,
+		"preempt_delay", cfg.PreemptDelay, "state", r.m.State().String())
+	r.retrack()
+}
+
+func (r *runner) fsmConfig() FSMConfig {
+	return FSMConfig{
+		Priority: r.cfg.Priority, AdvertInterval: r.cfg.AdvertInterval, Preempt: r.cfg.Preempt,
+		PreemptDelay: r.cfg.PreemptDelay, GARPRefresh: max(r.cfg.GARP.Refresh, 0), Primary: r.conn.Primary(),
 	}
 }
 
@@ -674,24 +779,31 @@ func (r *runner) transition(a Action) {
 	}
 	args := []string{r.cfg.Name, state, strconv.Itoa(int(a.Priority))}
 	select {
-	case r.notifyQ <- args:
+	case r.notifyQ <- notifyReq{script: r.cfg.Notify, timeout: r.cfg.NotifyTimeout, args: args}:
 	default:
 		r.log.Warn("vrrp: notify queue full, skipping notify", "state", a.State.String())
 	}
+}
+
+type notifyReq struct {
+	script  string
+	timeout time.Duration
+	args    []string
 }
 
 // notifier runs the notify script for queued transitions, one at a time and
 // in order, each bounded by NotifyTimeout. It returns when the queue closes;
 // a script still running then is killed when ctx is done.
 func (r *runner) notifier(ctx context.Context) {
-	for args := range r.notifyQ {
-		runCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.NotifyTimeout)
-		cmd := exec.CommandContext(runCtx, r.cfg.Notify, args...)
+	for n := range r.notifyQ {
+		args := n.args
+		runCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), n.timeout)
+		cmd := exec.CommandContext(runCtx, n.script, args...)
 		cmd.WaitDelay = time.Second
 		out, err := cmd.CombinedOutput()
 		cancel()
 		if err != nil {
-			r.log.Warn("vrrp: notify script failed", "script", r.cfg.Notify, "args", args, "err", err, "output", string(out))
+			r.log.Warn("vrrp: notify script failed", "script", n.script, "args", args, "err", err, "output", string(out))
 		}
 	}
 }

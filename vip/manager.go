@@ -29,6 +29,7 @@ type Manager struct {
 	opts    Options
 	metrics *Metrics
 
+	applyMu   sync.Mutex
 	mu        sync.Mutex
 	instances map[string]*managed
 	frontend  map[string]bool
@@ -83,14 +84,19 @@ func ValidateAll(cfgs []InstanceConfig) error {
 }
 
 // Apply makes the running instances match cfgs: instances whose config is
-// unchanged keep running untouched (no VIP flap), changed ones are stopped
-// (VIPs released, priority-0 advert if MASTER) and started anew, removed
-// ones are stopped, new ones started. Invalid input changes nothing. ctx
-// bounds the wait for stopping instances.
+// unchanged keep running untouched (no VIP flap); instances where only
+// priority, preempt, preempt_delay, tracking weights/frontends, garp or
+// notify changed are updated in place, keeping their state and VIPs; other
+// changed ones are stopped (VIPs handed over, priority-0 advert if MASTER)
+// and started anew; removed ones are stopped; new ones started. Invalid
+// input changes nothing. ctx bounds the wait for stopping and updating
+// instances. Calls are serialized.
 func (m *Manager) Apply(ctx context.Context, cfgs []InstanceConfig) error {
 	if err := ValidateAll(cfgs); err != nil {
 		return err
 	}
+	m.applyMu.Lock()
+	defer m.applyMu.Unlock()
 	m.mu.Lock()
 	if m.stopped {
 		m.mu.Unlock()
@@ -100,9 +106,14 @@ func (m *Manager) Apply(ctx context.Context, cfgs []InstanceConfig) error {
 	for _, c := range cfgs {
 		want[c.Name] = c
 	}
-	var stopping []*managed
+	var stopping, updating []*managed
 	for name, mi := range m.instances {
-		if c, ok := want[name]; ok && c.Equal(mi.inst.Config()) {
+		c, ok := want[name]
+		if ok && c.Equal(mi.inst.Config()) {
+			continue
+		}
+		if ok && softChange(mi.inst.Config(), c) {
+			updating = append(updating, mi)
 			continue
 		}
 		mi.cancel()
@@ -112,6 +123,23 @@ func (m *Manager) Apply(ctx context.Context, cfgs []InstanceConfig) error {
 	m.mu.Unlock()
 
 	var errs []error
+	for _, mi := range updating {
+		name := mi.inst.Config().Name
+		err := mi.inst.Update(ctx, want[name])
+		if err == nil {
+			continue
+		}
+		if !errors.Is(err, errNotRunning) && !errors.Is(err, ErrNeedsRestart) {
+			errs = append(errs, fmt.Errorf("updating vrrp instance %q: %w", name, err))
+			continue
+		}
+		// Not in its run loop (e.g. FAULT, interface missing): restart it.
+		mi.cancel()
+		stopping = append(stopping, mi)
+		m.mu.Lock()
+		delete(m.instances, name)
+		m.mu.Unlock()
+	}
 	for _, mi := range stopping {
 		select {
 		case <-mi.done:

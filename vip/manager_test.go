@@ -64,11 +64,12 @@ func TestManagerApplyReload(t *testing.T) {
 	m.mu.Unlock()
 
 	// Reload: "one" unchanged (written with explicit defaults: still equal),
-	// "two" changed, "three" new.
+	// "two" changed (its VIP), "three" new.
 	one2 := one
 	one2.NotifyTimeout = DefaultNotifyTimeout
 	two2 := two
 	two2.Priority = 150
+	two2.VIPs = []netip.Prefix{netip.MustParsePrefix("198.18.1.22/24")}
 	three := mcfg("three", 3, 100)
 	if err := m.Apply(ctx, []InstanceConfig{one2, two2, three}); err != nil {
 		t.Fatal(err)
@@ -184,4 +185,97 @@ func TestManagerResignTrackingStop(t *testing.T) {
 	}
 	ma.SetFrontendHealth("web", false)
 	waitFor(t, time.Second, "a priority 50", func() bool { s, _ := statusOf(ma, "edge"); return s.EffectivePriority == 50 })
+}
+
+func TestManagerSoftReloadKeepsState(t *testing.T) {
+	b := newBus()
+	m, _ := newTestManager(t, b, "a", "198.18.0.1")
+	ctx := context.Background()
+	c := mcfg("edge", 9, 100)
+	if err := m.Apply(ctx, []InstanceConfig{c}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 2*time.Second, "MASTER", func() bool { s, _ := statusOf(m, "edge"); return s.State == StateMaster })
+	before, _ := statusOf(m, "edge")
+	m.mu.Lock()
+	inst := m.instances["edge"].inst
+	m.mu.Unlock()
+	conn := b.conn("a")
+
+	c2 := c
+	c2.Priority = 180
+	c2.Preempt = false
+	c2.Track = []Track{{Frontend: "web", Weight: -20}}
+	if err := m.Apply(ctx, []InstanceConfig{c2}); err != nil {
+		t.Fatal(err)
+	}
+	m.mu.Lock()
+	same := m.instances["edge"].inst == inst
+	m.mu.Unlock()
+	after, _ := statusOf(m, "edge")
+	if !same || after.State != StateMaster || !after.Since.Equal(before.Since) || !conn.hasVIPs() {
+		t.Fatalf("soft change restarted or flapped the instance: same %v %+v", same, after)
+	}
+	if after.Priority != 180 || after.EffectivePriority != 180 {
+		t.Fatalf("priority %d effective %d", after.Priority, after.EffectivePriority)
+	}
+	waitFor(t, time.Second, "advert with the new priority", func() bool {
+		p := conn.advertPriorities()
+		return p[len(p)-1] == 180
+	})
+	// The new tracking entry applies.
+	m.SetFrontendHealth("web", false)
+	waitFor(t, time.Second, "effective 160", func() bool { s, _ := statusOf(m, "edge"); return s.EffectivePriority == 160 })
+
+	// A hard change (advert interval) restarts the instance.
+	c3 := c2
+	c3.AdvertInterval = 30 * time.Millisecond
+	if err := m.Apply(ctx, []InstanceConfig{c3}); err != nil {
+		t.Fatal(err)
+	}
+	m.mu.Lock()
+	same = m.instances["edge"].inst == inst
+	m.mu.Unlock()
+	if same {
+		t.Fatal("hard change did not restart the instance")
+	}
+}
+
+func TestSoftChange(t *testing.T) {
+	base := mcfg("x", 1, 100)
+	base.Track = []Track{{Interface: "up0", Weight: -10}}
+	soft := []func(c *InstanceConfig){
+		func(c *InstanceConfig) { c.Priority = 254 },
+		func(c *InstanceConfig) { c.Preempt = !c.Preempt },
+		func(c *InstanceConfig) { c.PreemptDelay = time.Second },
+		func(c *InstanceConfig) { c.Track = append(c.Track, Track{Frontend: "web", Weight: -5}) },
+		func(c *InstanceConfig) { c.Track[0].Weight = -50 },
+		func(c *InstanceConfig) { c.GARP.Repeat = 9 },
+		func(c *InstanceConfig) { c.Notify = "/bin/true" },
+	}
+	hard := []func(c *InstanceConfig){
+		func(c *InstanceConfig) { c.Priority = 255 },
+		func(c *InstanceConfig) { c.Interface = "eth1" },
+		func(c *InstanceConfig) { c.VirtualRouterID = 2 },
+		func(c *InstanceConfig) { c.AdvertInterval = time.Second },
+		func(c *InstanceConfig) { c.VIPs = append(c.VIPs, netip.MustParsePrefix("198.18.2.1/24")) },
+		func(c *InstanceConfig) { c.UnicastPeers = []netip.Addr{netip.MustParseAddr("198.18.0.2")} },
+		func(c *InstanceConfig) { c.Track = []Track{{Interface: "up1", Weight: -10}} },
+	}
+	for i, f := range soft {
+		c := base
+		c.Track = append([]Track(nil), base.Track...)
+		f(&c)
+		if !softChange(base, c) {
+			t.Errorf("soft change %d seen as hard", i)
+		}
+	}
+	for i, f := range hard {
+		c := base
+		c.Track = append([]Track(nil), base.Track...)
+		f(&c)
+		if softChange(base, c) {
+			t.Errorf("hard change %d seen as soft", i)
+		}
+	}
 }
