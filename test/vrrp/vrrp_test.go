@@ -455,3 +455,21 @@ func TestPalisadeActiveActive(t *testing.T) {
 		t.Fatal("b did not take over both groups")
 	}
 }
+
+func TestPalisadePreemptDelay(t *testing.T) {
+	tp, started := topo(t, 2)
+	b := startPal(t, tp, started, 2, "b", pal(100, true))
+	waitState(t, b, "MASTER", 3*time.Second)
+	ca := pal(200, true)
+	ca.PreemptDelay = 500 * time.Millisecond
+	a := startPal(t, tp, started, 1, "a", ca)
+	waitState(t, a, "BACKUP", 3*time.Second)
+	waitState(t, a, "MASTER", 3*time.Second)
+	waited := a.StateSince("MASTER").Sub(a.StateSince("BACKUP"))
+	if waited < ca.PreemptDelay {
+		t.Fatalf("preempted after %v, preempt_delay is %v", waited, ca.PreemptDelay)
+	}
+	t.Logf("preempted %v after joining (preempt_delay %v)", waited, ca.PreemptDelay)
+	waitState(t, b, "BACKUP", time.Second)
+	waitVIP(t, tp, 1, time.Second)
+}
