@@ -43,7 +43,7 @@ bench-http: build
 
 bench-failover:
 	@bash test/install-deps.sh
-	$(GO) test -run 'TestBenchFailover' -v -timeout 30m ./test/vrrp/ -args -bench-failover
+	$(GO) run ./test/vrrp/failoverbench -runs 5 -adverts 100ms,1s
 
 bench-synflood:
 	@bash test/install-deps.sh

@@ -3,7 +3,6 @@ package proxy
 import (
 	"context"
 	"errors"
-	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -124,21 +123,20 @@ func (s *session) connect(hash uint64) error {
 	return errNoServer
 }
 
-// pipe moves bytes both ways until both directions are closed. Each
-// direction is io.Copy between two *net.TCPConn, which the runtime turns into
-// splice(2): bytes never enter user space. A watchdog enforces the client and
-// server inactivity timeouts without touching the copy loops.
+// pipe moves bytes both ways until both directions are closed, each with
+// copyStream (splice(2) for bulk, see copy.go). A watchdog enforces the
+// client and server inactivity timeouts without touching the copy loops.
 func (s *session) pipe() (toServer, toClient int64) {
 	wd := newWatchdog(s)
 	defer wd.stop()
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		n, err := io.Copy(s.server, s.client)
+		n, err := copyStream(s.server, s.client)
 		toServer = n
 		s.halfClose(s.server, err, "client")
 	}()
-	n, err := io.Copy(s.client, s.server)
+	n, err := copyStream(s.client, s.server)
 	toClient = n
 	s.halfClose(s.client, err, "server")
 	<-done

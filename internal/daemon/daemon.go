@@ -153,6 +153,7 @@ func (d *Daemon) shutdown() {
 	}
 	d.bg.Wait()
 	d.listeners.Wait()
+	proxy.CloseIdlePipes()
 	d.checks.stopAll()
 	d.resolvers.stopAll()
 	d.ha.closeFilter()
