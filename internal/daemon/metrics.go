@@ -30,6 +30,7 @@ var (
 	descSrvCurrent  = prometheus.NewDesc("palisade_server_current_connections", "Connections open now.", []string{"backend", "server"}, nil)
 	descSrvConns    = prometheus.NewDesc("palisade_server_connections_total", "Connections established.", []string{"backend", "server"}, nil)
 	descSrvFailures = prometheus.NewDesc("palisade_server_connect_failures_total", "Failed connection attempts.", []string{"backend", "server"}, nil)
+	descSrvChanges  = prometheus.NewDesc("palisade_server_health_changes_total", "Health state changes (checks, passive).", []string{"backend", "server"}, nil)
 	descSrvBytes    = prometheus.NewDesc("palisade_server_bytes_total", "Bytes to (out) and from (in) the server.", []string{"backend", "server", "direction"}, nil)
 )
 
@@ -92,6 +93,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(descSrvCurrent, prometheus.GaugeValue, float64(c.Conns), bn, sn)
 			ch <- prometheus.MustNewConstMetric(descSrvConns, prometheus.CounterValue, float64(c.Total), bn, sn)
 			ch <- prometheus.MustNewConstMetric(descSrvFailures, prometheus.CounterValue, float64(c.ConnectFails), bn, sn)
+			ch <- prometheus.MustNewConstMetric(descSrvChanges, prometheus.CounterValue, float64(c.HealthChanges), bn, sn)
 			ch <- prometheus.MustNewConstMetric(descSrvBytes, prometheus.CounterValue, float64(c.BytesOut), bn, sn, "out")
 			ch <- prometheus.MustNewConstMetric(descSrvBytes, prometheus.CounterValue, float64(c.BytesIn), bn, sn, "in")
 		}

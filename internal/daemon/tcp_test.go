@@ -385,4 +385,8 @@ func TestKillBackendUnderLoad(t *testing.T) {
 		v, _ := r.d.Backend("be")
 		return v.Servers[1].Health == "down"
 	})
+	// unknown -> up -> down
+	if got := metric(t, r.reg, "palisade_server_health_changes_total", map[string]string{"backend": "be", "server": "p2"}); got != 2 {
+		t.Errorf("server_health_changes_total{p2} = %v, want 2", got)
+	}
 }

@@ -94,6 +94,7 @@ type Server struct {
 	passive        atomic.Pointer[FailureRecorder]
 
 	conns        atomic.Int64
+	changes      atomic.Uint64 // health transitions
 	total        atomic.Uint64
 	connectFails atomic.Uint64
 	bytesIn      atomic.Uint64 // from the server
@@ -168,8 +169,11 @@ func (s *Server) Checked() bool { return s.checked.Load() }
 func (s *Server) SetHealth(h Health, reason string, now time.Time) bool {
 	s.reason.Store(&reason)
 	old := Health(s.health.Swap(int32(h)))
-	if old != h && h == Up {
-		s.upSince.Store(now.UnixNano())
+	if old != h {
+		s.changes.Add(1)
+		if h == Up {
+			s.upSince.Store(now.UnixNano())
+		}
 	}
 	return old != h
 }
@@ -286,16 +290,18 @@ func (s *Server) AddBytes(toServer, fromServer uint64) {
 
 // Counters is a snapshot of a server's counters.
 type Counters struct {
-	Conns        int64
-	Total        uint64
-	ConnectFails uint64
-	BytesIn      uint64
-	BytesOut     uint64
+	Conns         int64
+	HealthChanges uint64
+	Total         uint64
+	ConnectFails  uint64
+	BytesIn       uint64
+	BytesOut      uint64
 }
 
 // Counters returns a snapshot.
 func (s *Server) Counters() Counters {
-	return Counters{s.conns.Load(), s.total.Load(), s.connectFails.Load(), s.bytesIn.Load(), s.bytesOut.Load()}
+	return Counters{Conns: s.conns.Load(), HealthChanges: s.changes.Load(), Total: s.total.Load(),
+		ConnectFails: s.connectFails.Load(), BytesIn: s.bytesIn.Load(), BytesOut: s.bytesOut.Load()}
 }
 
 // Store holds the state of every server, keyed by backend + server name.
