@@ -3,7 +3,7 @@
 # Runs only as root (CI); without root it lists what is missing and goes on,
 # and the tests that need them skip with a message.
 set -euo pipefail
-want=(iproute2 strace curl keepalived redis-server clang llvm libbpf-dev bpftool hping3 tcpdump systemd)
+want=(iproute2 strace curl keepalived redis-server clang llvm libbpf-dev bpftool systemd)
 case "${1:-}" in
   bench) want+=(haproxy nginx-light wrk) ;;
 esac
