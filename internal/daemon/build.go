@@ -120,10 +120,6 @@ func normalizeListen(addr string) string {
 	return net.JoinHostPort(host, port)
 }
 
-func (g *generation) String() string {
-	return fmt.Sprintf("%d frontends, %d backends", len(g.frontends), len(g.backends))
-}
-
 // buildHTTP makes the HTTP handler of an http-mode frontend; certificates
 // are read from disk again on every reload.
 func (d *Daemon) buildHTTP(fc *config.Frontend, backends proxy.HTTPBackends) (*l7.Handler, error) {

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"syscall"
@@ -289,4 +290,83 @@ func metric(t *testing.T, reg *prometheus.Registry, name string, labels map[stri
 
 func tempConfig(t *testing.T) string {
 	return filepath.Join(t.TempDir(), "palisade.yaml")
+}
+
+// load runs fn from several workers, each at most max times, until stop.
+// It records every attempt with its start and end time.
+type load struct {
+	stop    chan struct{}
+	wg      sync.WaitGroup
+	mu      sync.Mutex
+	results []attemptResult
+}
+
+type attemptResult struct {
+	start, end time.Time
+	err        error
+}
+
+func startLoad(workers, max int, fn func() error) *load {
+	l := &load{stop: make(chan struct{})}
+	for w := 0; w < workers; w++ {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			for i := 0; i < max; i++ {
+				select {
+				case <-l.stop:
+					return
+				default:
+				}
+				s := time.Now()
+				err := fn()
+				l.mu.Lock()
+				l.results = append(l.results, attemptResult{s, time.Now(), err})
+				l.mu.Unlock()
+			}
+		}()
+	}
+	return l
+}
+
+// ok counts the successful attempts so far.
+func (l *load) ok() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, r := range l.results {
+		if r.err == nil {
+			n++
+		}
+	}
+	return n
+}
+
+// waitMore waits until n more attempts than now have succeeded.
+func (l *load) waitMore(t *testing.T, what string, n int) {
+	t.Helper()
+	base := l.ok()
+	waitFor(t, what, 10*time.Second, func() bool { return l.ok() >= base+n })
+}
+
+// finish stops the workers and returns every attempt and the failures.
+func (l *load) finish() (all []attemptResult, failed []error) {
+	close(l.stop)
+	l.wg.Wait()
+	for _, r := range l.results {
+		if r.err != nil {
+			failed = append(failed, r.err)
+		}
+	}
+	return l.results, failed
+}
+
+// sortedKeys returns the keys of m in order.
+func sortedKeys[M ~map[string]V, V any](m M) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }

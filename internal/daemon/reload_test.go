@@ -6,8 +6,6 @@ import (
 	"io"
 	"net"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -46,33 +44,10 @@ func TestReloadUnderLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	var ok, failed atomic.Int64
-	var firstErr atomic.Value
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for i := 0; i < 4; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for n := 0; n < 50000; n++ { // bounded
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				if _, err := exchange(l1, "ping"); err != nil {
-					failed.Add(1)
-					firstErr.CompareAndSwap(nil, err.Error())
-				} else {
-					ok.Add(1)
-				}
-			}
-		}()
-	}
+	ld := startLoad(4, 50000, func() error { _, err := exchange(l1, "ping"); return err })
 	var prevTotal uint64
 	for i := 1; i <= 20; i++ {
-		before := ok.Load()
-		waitFor(t, "traffic between reloads", 10*time.Second, func() bool { return ok.Load() >= before+20 })
+		ld.waitMore(t, "traffic between reloads", 20)
 		writeConfig(t, path, cfgFor(i))
 		if err := r.d.Reload(); err != nil {
 			t.Fatalf("reload %d: %v", i, err)
@@ -98,11 +73,10 @@ func TestReloadUnderLoad(t *testing.T) {
 			t.Fatalf("reload %d: removed frontend still accepts", i)
 		}
 	}
-	close(stop)
-	wg.Wait()
-	t.Logf("%d connections during 20 reloads, %d failed", ok.Load(), failed.Load())
-	if failed.Load() > 0 {
-		t.Fatalf("%d connections failed during reloads; first: %v", failed.Load(), firstErr.Load())
+	all, failed := ld.finish()
+	t.Logf("%d connections during 20 reloads, %d failed", len(all), len(failed))
+	if len(failed) > 0 {
+		t.Fatalf("%d connections failed during reloads; first: %v", len(failed), failed[0])
 	}
 	if got := metric(t, r.reg, "palisade_config_last_reload_successful", nil); got != 1 {
 		t.Errorf("config_last_reload_successful = %v", got)

@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -38,38 +36,19 @@ backends:
 
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	defer client.CloseIdleConnections()
-	var ok, failed atomic.Int64
-	var firstErr atomic.Value
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for w := 0; w < 4; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; i < 5000; i++ { // bounded
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				resp, err := client.Get("http://" + listen + "/")
-				if err == nil {
-					_, _ = io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					if resp.StatusCode != 200 {
-						err = fmt.Errorf("status %d", resp.StatusCode)
-					}
-				}
-				if err != nil {
-					failed.Add(1)
-					firstErr.CompareAndSwap(nil, err.Error())
-				} else {
-					ok.Add(1)
-				}
-			}
-		}()
-	}
-	waitFor(t, "load running", 5*time.Second, func() bool { return ok.Load() > 100 })
+	ld := startLoad(4, 5000, func() error {
+		resp, err := client.Get("http://" + listen + "/")
+		if err != nil {
+			return err
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			return fmt.Errorf("status %d", resp.StatusCode)
+		}
+		return nil
+	})
+	ld.waitMore(t, "load running", 100)
 	if err := victim.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
@@ -83,17 +62,14 @@ backends:
 		}
 		return false
 	})
-	n := ok.Load()
-	waitFor(t, "load while frozen", 10*time.Second, func() bool { return ok.Load() > n+200 })
+	ld.waitMore(t, "load while frozen", 200)
 	_ = victim.Process.Signal(syscall.SIGKILL)
-	n = ok.Load()
-	waitFor(t, "load after kill", 10*time.Second, func() bool { return ok.Load() > n+200 })
-	close(stop)
-	wg.Wait()
+	ld.waitMore(t, "load after kill", 200)
+	all, failed := ld.finish()
 	limit := interval*fall + 150*time.Millisecond + 100*time.Millisecond // + one check timeout + scheduling slack
-	t.Logf("%d requests, %d failed; victim marked down %v after SIGSTOP (interval × fall = %v)", ok.Load(), failed.Load(), downAfter, interval*fall)
-	if failed.Load() > 0 {
-		t.Fatalf("%d client requests failed; first: %v", failed.Load(), firstErr.Load())
+	t.Logf("%d requests, %d failed; victim marked down %v after SIGSTOP (interval × fall = %v)", len(all), len(failed), downAfter, interval*fall)
+	if len(failed) > 0 {
+		t.Fatalf("%d client requests failed; first: %v", len(failed), failed[0])
 	}
 	if downAfter > limit {
 		t.Fatalf("marked down after %v, later than interval × fall + timeout (%v)", downAfter, limit)

@@ -11,8 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -312,52 +310,22 @@ func TestKillBackendUnderLoad(t *testing.T) {
 	r := startDaemon(t, path)
 	waitFor(t, "servers up", 5*time.Second, func() bool { v, _ := r.d.Backend("be"); return v.ActiveServers == 3 })
 
-	var killSent, killDone atomic.Int64 // unix nanos
-	type result struct {
-		start, end int64
-		err        error
-	}
-	var mu sync.Mutex
-	var results []result
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for w := 0; w < 4; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; i < 3000; i++ { // bounded
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				s := time.Now().UnixNano()
-				_, err := exchange(listen, "ping")
-				mu.Lock()
-				results = append(results, result{s, time.Now().UnixNano(), err})
-				mu.Unlock()
-			}
-		}()
-	}
-	waitFor(t, "load running", 5*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return len(results) > 200 })
+	ld := startLoad(4, 3000, func() error { _, err := exchange(listen, "ping"); return err })
+	ld.waitMore(t, "load running", 200)
 	victim := procs[1]
-	killSent.Store(time.Now().UnixNano())
+	killSent := time.Now()
 	_ = victim.Process.Signal(syscall.SIGKILL)
 	_, _ = victim.Process.Wait()
-	killDone.Store(time.Now().UnixNano())
-	mu.Lock()
-	n0 := len(results)
-	mu.Unlock()
-	waitFor(t, "load after kill", 10*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return len(results) > n0+500 })
-	close(stop)
-	wg.Wait()
+	killDone := time.Now()
+	ld.waitMore(t, "load after kill", 500)
+	results, _ := ld.finish()
 
 	var before, after, overlap, failedAvoidable, failedOverlap int
 	for _, res := range results {
 		switch {
-		case res.end < killSent.Load():
+		case res.end.Before(killSent):
 			before++
-		case res.start > killDone.Load():
+		case res.start.After(killDone):
 			after++
 		default:
 			overlap++

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
-	"sort"
 	"time"
 
 	"github.com/palisade-lb/palisade/internal/api"
@@ -161,16 +160,6 @@ func (d *Daemon) SetServer(backend, server string, u api.ServerUpdate, caller st
 		}
 	}
 	return serverView(g.servers[s.ID()]), nil
-}
-
-// sortedKeys is a small helper for stable output.
-func sortedKeys[M ~map[string]V, V any](m M) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // VRRP describes the VRRP instances.
