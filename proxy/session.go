@@ -29,6 +29,7 @@ type session struct {
 
 	closeOnce sync.Once
 	reason    atomic.Pointer[string]
+	ended     atomic.Int32 // directions finished
 }
 
 // abort closes both sides, recording why (first reason wins).
@@ -145,9 +146,16 @@ func (s *session) pipe() (toServer, toClient int64) {
 }
 
 // halfClose propagates the end of one direction: a clean EOF becomes a FIN
-// (CloseWrite) on the other side; an error aborts the whole session.
+// (CloseWrite) on the other side; an error aborts the whole session. The
+// direction that ends last skips the shutdown: the close that follows at
+// once sends the same FIN (nothing is left unread on that socket, so it
+// cannot turn into a reset).
 func (s *session) halfClose(dst *net.TCPConn, err error, from string) {
+	last := s.ended.Add(1) == 2
 	if err == nil {
+		if last {
+			return
+		}
 		if dst.CloseWrite() == nil {
 			return
 		}
