@@ -27,9 +27,10 @@ type File struct {
 // Global holds process-wide settings.
 type Global struct {
 	At
-	Grace Duration `yaml:"grace" default:"10s" doc:"how long open connections may drain on stop, or when their frontend is removed by a reload"`
-	Log   Log      `yaml:"log"`
-	Admin Admin    `yaml:"admin"`
+	Grace   Duration `yaml:"grace" default:"10s" doc:"how long open connections may drain on stop, or when their frontend is removed by a reload"`
+	Threads int      `yaml:"threads" default:"0" min:"0" max:"1024" doc:"OS threads running Go code at once, like HAProxy's nbthread (0 = one per CPU; GOMAXPROCS in the environment wins)"`
+	Log     Log      `yaml:"log"`
+	Admin   Admin    `yaml:"admin"`
 }
 
 // Log configures the process log.

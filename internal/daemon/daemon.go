@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -189,6 +191,7 @@ func (d *Daemon) Reload() error {
 	} else {
 		cfg := d.cur.Load().cfg
 		res.SHA256 = cfg.SHA256
+		setThreads(cfg.Global.Threads)
 		if d.opts.Level != nil {
 			if l, err := logging.ParseLevel(cfg.Global.Log.Level); err == nil {
 				d.opts.Level.Set(l)
@@ -309,3 +312,17 @@ func (d *Daemon) Listeners() *proxy.Listeners { return d.listeners }
 
 // Store exposes server state (for the admin API).
 func (d *Daemon) Store() *state.Store { return d.store }
+
+// setThreads applies global.threads to GOMAXPROCS, unless the environment sets it.
+func setThreads(n int) {
+	if os.Getenv("GOMAXPROCS") != "" {
+		return
+	}
+	if n <= 0 {
+		runtime.SetDefaultGOMAXPROCS() // per CPU, within the cgroup's CPU limit
+		return
+	}
+	if runtime.GOMAXPROCS(0) != n {
+		runtime.GOMAXPROCS(n)
+	}
+}

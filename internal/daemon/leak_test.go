@@ -3,6 +3,7 @@ package daemon
 import (
 	"os"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 )
@@ -42,4 +43,28 @@ func TestNoFileOutlivesTheDaemon(t *testing.T) {
 	}
 	// splice pipes are pooled by the runtime and closed when a GC empties the pool
 	waitFor(t, "files closed", 5*time.Second, func() bool { runtime.GC(); return openFDs(t) <= before })
+}
+
+func TestThreadsSetting(t *testing.T) {
+	if os.Getenv("GOMAXPROCS") != "" {
+		t.Skip("GOMAXPROCS set in the environment")
+	}
+	b := startBackend(t, "a")
+	listen := freeAddr(t)
+	path := tempConfig(t)
+	cfg := tcpConfig(listen, map[string]string{"a": b.addr}, "", "")
+	writeConfig(t, path, strings.Replace(cfg, "global: {", "global: {threads: 1, ", 1))
+	before := runtime.GOMAXPROCS(0)
+	defer runtime.GOMAXPROCS(before)
+	r := startDaemon(t, path)
+	if got := runtime.GOMAXPROCS(0); got != 1 {
+		t.Fatalf("threads: 1 gave GOMAXPROCS %d", got)
+	}
+	writeConfig(t, path, cfg)
+	if err := r.d.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if got := runtime.GOMAXPROCS(0); got != before {
+		t.Fatalf("threads: 0 after reload gave GOMAXPROCS %d, want the default %d", got, before)
+	}
 }
