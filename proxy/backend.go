@@ -122,6 +122,9 @@ func (a *attempt) skip(s balance.Server) bool {
 	return s.(*state.Server).Full()
 }
 
+// skipFull excludes only servers at max_conns (a static func: no allocation).
+func skipFull(s balance.Server) bool { return s.(*state.Server).Full() }
+
 func (a *attempt) reset() { a.n = 0; a.more = a.more[:0] }
 
 // pick chooses a server not tried yet and acquires a connection slot on it.

@@ -41,12 +41,25 @@ func (hb *HTTPBackend) Cookie() string { return hb.b.cfg.Cookie }
 // Pick implements l7.Backend: servers already tried are avoided while others remain.
 func (hb *HTTPBackend) Pick(hash uint64, tried *l7.Tried) l7.Server {
 	var a attempt
+	if tried.Len() == 0 {
+		if s := hb.b.pick(hash, &a, skipFull); s != nil {
+			return hb.servers[s]
+		}
+		return nil
+	}
+	return hb.pickAvoiding(hash, tried)
+}
+
+// pickAvoiding is Pick for a retry: servers already tried are avoided
+// while others remain.
+func (hb *HTTPBackend) pickAvoiding(hash uint64, tried *l7.Tried) l7.Server {
+	var a attempt
 	skip := func(s balance.Server) bool {
 		st := s.(*state.Server)
-		return st.Full() || (tried != nil && tried.Has(hb.servers[st]))
+		return st.Full() || tried.Has(hb.servers[st])
 	}
 	s := hb.b.pick(hash, &a, skip)
-	if s == nil && tried.Len() > 0 {
+	if s == nil {
 		s = hb.b.pick(hash, &a, a.skip)
 	}
 	if s == nil {

@@ -80,48 +80,74 @@ func (s *session) serve(hash uint64) {
 }
 
 // connect picks servers until one accepts, up to 1+retries attempts, each to a
-// different server while untried ones remain.
+// different server while untried ones remain. The first attempt allocates
+// nothing; only retries track the servers tried.
 func (s *session) connect(hash uint64) error {
 	b := s.f.backend
-	var a attempt
+	var first attempt
+	srv := b.pick(hash, &first, skipFull)
+	if srv == nil {
+		return errNoServer
+	}
+	if s.dial(srv) {
+		return nil
+	}
+	if b.cfg.Retries == 0 {
+		return errNoServer
+	}
+	return s.retry(hash, first)
+}
+
+func (s *session) retry(hash uint64, tried attempt) error {
+	b := s.f.backend
+	a := &tried
 	skip := a.skip
-	for try := 0; try <= b.cfg.Retries; try++ {
-		srv := b.pick(hash, &a, skip)
+	for try := 1; try <= b.cfg.Retries; try++ {
+		srv := b.pick(hash, a, skip)
 		if srv == nil && a.n > 0 {
 			// every server was tried: allow the ones that failed again
 			a.reset()
-			srv = b.pick(hash, &a, skip)
+			srv = b.pick(hash, a, skip)
 		}
 		if srv == nil {
 			return errNoServer
 		}
-		c, err := b.dialer.Dial("tcp", srv.Addr())
-		if err != nil {
-			srv.ConnectFailed()
-			srv.Release()
-			s.f.log.Debug("connect failed", "server", srv.ID(), "error", err)
-			continue
+		if s.dial(srv) {
+			return nil
 		}
-		sc := c.(*net.TCPConn)
-		if v := b.cfg.SendProxy; v != 0 {
-			var hdr []byte
-			if v == 1 {
-				hdr = proxyproto.AppendV1(make([]byte, 0, 108), s.clientAddr, s.localAddr)
-			} else {
-				hdr = proxyproto.AppendV2(make([]byte, 0, 52), s.clientAddr, s.localAddr)
-			}
-			if _, err := sc.Write(hdr); err != nil {
-				_ = sc.Close()
-				srv.ConnectFailed()
-				srv.Release()
-				continue
-			}
-		}
-		srv.Succeeded()
-		s.server, s.srv = sc, srv
-		return nil
 	}
 	return errNoServer
+}
+
+// dial connects to srv (whose slot is acquired) and sends the PROXY header;
+// on failure it records it and releases the slot.
+func (s *session) dial(srv *state.Server) bool {
+	b := s.f.backend
+	c, err := b.dialer.Dial("tcp", srv.Addr())
+	if err != nil {
+		srv.ConnectFailed()
+		srv.Release()
+		s.f.log.Debug("connect failed", "server", srv.ID(), "error", err)
+		return false
+	}
+	sc := c.(*net.TCPConn)
+	if v := b.cfg.SendProxy; v != 0 {
+		var hdr []byte
+		if v == 1 {
+			hdr = proxyproto.AppendV1(make([]byte, 0, 108), s.clientAddr, s.localAddr)
+		} else {
+			hdr = proxyproto.AppendV2(make([]byte, 0, 52), s.clientAddr, s.localAddr)
+		}
+		if _, err := sc.Write(hdr); err != nil {
+			_ = sc.Close()
+			srv.ConnectFailed()
+			srv.Release()
+			return false
+		}
+	}
+	srv.Succeeded()
+	s.server, s.srv = sc, srv
+	return true
 }
 
 // pipe moves bytes both ways until both directions are closed, each with
