@@ -43,13 +43,11 @@ func (s *session) abort(reason string) {
 	})
 }
 
+// serve connects to a server (bounded by the connect timeout and retries)
+// and then pipes. The session is tracked for Drain only once both sides
+// exist, so a forced close always closes both.
 func (s *session) serve(hash uint64) {
 	f := s.f
-	if !f.track(s) {
-		_ = s.client.Close()
-		return
-	}
-	defer f.untrack(s)
 	b := f.backend
 	if err := s.connect(hash); err != nil {
 		f.stats.Count(RejectNoServer)
@@ -63,6 +61,11 @@ func (s *session) serve(hash uint64) {
 		return
 	}
 	defer s.srv.Release()
+	if !f.track(s) {
+		s.abort("shutdown") // drained while connecting
+		return
+	}
+	defer f.untrack(s)
 	toServer, toClient := s.pipe()
 	f.stats.AddBytes(uint64(toServer), uint64(toClient))
 	s.srv.AddBytes(uint64(toServer), uint64(toClient))
