@@ -38,6 +38,9 @@ func (hb *HTTPBackend) HashURI() bool  { return hb.b.cfg.Balance == balance.URIH
 func (hb *HTTPBackend) Retries() int   { return hb.b.cfg.Retries }
 func (hb *HTTPBackend) Cookie() string { return hb.b.cfg.Cookie }
 
+// SendProxy implements l7.ProxySender: the PROXY version sent to servers (0 = off).
+func (hb *HTTPBackend) SendProxy() int { return hb.b.cfg.SendProxy }
+
 // Pick implements l7.Backend: servers already tried are avoided while others remain.
 func (hb *HTTPBackend) Pick(hash uint64, tried *l7.Tried) l7.Server {
 	var a attempt

@@ -217,7 +217,6 @@ backends:
 `, []string{
 			`t.yaml:3:5: frontend "a": mode tcp needs default_backend`,
 			`t.yaml:5:13: routes is for mode http only (frontend "a" is mode tcp)`,
-			`t.yaml:9:22: backend "b" sends PROXY headers, which is for mode tcp frontends only`,
 		}},
 		{"missing required", `
 frontends:

@@ -161,7 +161,7 @@ type Backend struct {
 	At
 	Name            string   `yaml:"name" required:"true" doc:"unique name (metrics label)"`
 	Balance         string   `yaml:"balance" default:"roundrobin" enum:"roundrobin|leastconn|random2|source|uri_hash|first" doc:"balancing policy"`
-	SendProxy       string   `yaml:"send_proxy" default:"off" enum:"off|v1|v2" doc:"tcp mode: send a PROXY header to servers"`
+	SendProxy       string   `yaml:"send_proxy" default:"off" enum:"off|v1|v2" doc:"send a PROXY header on every server connection (in http mode such connections are not reused)"`
 	Retries         int      `yaml:"retries" min:"0" max:"10" doc:"inherits defaults.retries"`
 	Timeouts        Timeouts `yaml:"timeouts" doc:"inherits defaults.timeouts"`
 	Health          Health   `yaml:"health" doc:"inherits defaults.health"`

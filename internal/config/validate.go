@@ -158,8 +158,6 @@ func (d *decoder) validateFrontend(fe *Frontend, backends map[string]*Backend, s
 			if b.Cookie != "" {
 				d.errAt(p, "backend %q uses cookie stickiness, which needs mode http", name)
 			}
-		} else if b.SendProxy != "off" {
-			d.errAt(p, "backend %q sends PROXY headers, which is for mode tcp frontends only", name)
 		}
 	}
 	if fe.DefaultBackend != "" {

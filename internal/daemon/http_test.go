@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"bufio"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -127,5 +128,66 @@ backends:
 	}
 	if _, err := net.Dial("tcp", plain); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestHTTPSendProxy: an http frontend in front of a backend with send_proxy
+// opens a fresh server connection per request that starts with the client's
+// PROXY header.
+func TestHTTPSendProxy(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	headers := make(chan string, 8)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				line, _ := br.ReadString('\n')
+				headers <- line
+				req, err := http.ReadRequest(br)
+				if err != nil {
+					return
+				}
+				req.Body.Close()
+				_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+			}()
+		}
+	}()
+	listen := freeAddr(t)
+	path := tempConfig(t)
+	writeConfig(t, path, fmt.Sprintf(`
+global: {log: {level: warn}}
+frontends: [{name: web, mode: http, listen: [%q], default_backend: app}]
+backends: [{name: app, send_proxy: v1, health: {type: none}, servers: [{name: s, address: %q}]}]
+`, listen, ln.Addr().String()))
+	startDaemon(t, path)
+	client := &http.Client{Timeout: 5 * time.Second}
+	defer client.CloseIdleConnections()
+	for i := 0; i < 3; i++ { // one client connection, three requests
+		resp, err := client.Get("http://" + listen + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(b) != "ok" {
+			t.Fatalf("body %q", b)
+		}
+		select {
+		case h := <-headers:
+			if !strings.HasPrefix(h, "PROXY TCP4 127.0.0.1 127.0.0.1 ") {
+				t.Fatalf("request %d: server got %q first", i, h)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("request %d: no new server connection", i)
+		}
 	}
 }

@@ -180,10 +180,17 @@ func validValue(s string) bool {
 }
 
 type backendRef struct {
-	name string
-	b    Backend
-	st   *stats
+	name      string
+	b         Backend
+	st        *stats
+	sendProxy int // PROXY protocol version sent to servers (0 = off), see ProxySender
 }
+
+// ProxySender is implemented by backends that send a PROXY protocol header
+// (version 1 or 2) on every server connection. Such connections carry one
+// client's address, so they are private to one request: dialled fresh and
+// closed after the response, never pooled.
+type ProxySender interface{ SendProxy() int }
 
 type route struct {
 	hostExact  string
@@ -283,6 +290,9 @@ func compileRouter(cfg *Config, bs Backends, refs map[string]*backendRef, m *Met
 			return nil, fmt.Errorf("unknown backend %q", name)
 		}
 		r := &backendRef{name: name, b: b, st: m.stats(cfg.Frontend, name)}
+		if ps, ok := b.(ProxySender); ok {
+			r.sendProxy = ps.SendProxy()
+		}
 		refs[name] = r
 		return r, nil
 	}

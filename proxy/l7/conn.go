@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/palisade-lb/palisade/proxy/proxyproto"
 	"io"
 	"net"
 	"net/netip"
@@ -38,6 +39,7 @@ type conn struct {
 	tcp    *net.TCPConn
 	isTLS  bool
 	client netip.AddrPort
+	pbuf   []byte // PROXY header scratch
 
 	rbuf        []byte // client bytes rbuf[roff:rn]
 	roff, rn    int
@@ -88,6 +90,23 @@ func (c *conn) init(ctx context.Context, h *Handler, nc net.Conn, client netip.A
 	c.lastEnd = time.Time{}
 	c.state.Store(stBusy)
 	c.draining.Store(false)
+}
+
+// writeProxyHeader sends the PROXY header for this client on a fresh server connection.
+func (c *conn) writeProxyHeader(u *upConn, version int) error {
+	var local netip.AddrPort
+	if ta, ok := c.nc.LocalAddr().(*net.TCPAddr); ok {
+		local = ta.AddrPort()
+	}
+	var hdr []byte
+	if version == 1 {
+		hdr = proxyproto.AppendV1(c.pbuf[:0], c.client, local)
+	} else {
+		hdr = proxyproto.AppendV2(c.pbuf[:0], c.client, local)
+	}
+	c.pbuf = hdr
+	_, err := u.nc.Write(hdr)
+	return err
 }
 
 func (c *conn) release() {
@@ -498,7 +517,7 @@ func (c *conn) attempt(be *backendRef, srv Server, fresh bool, maxAge time.Durat
 		queued = time.Since(c.start) // routing + server choice
 	}
 	var u *upConn
-	if !fresh {
+	if !fresh && be.sendProxy == 0 {
 		u = h.pool.get(addr, int64(c.start.Sub(h.epoch)), maxAge)
 	}
 	tSent := c.start
@@ -509,6 +528,12 @@ func (c *conn) attempt(be *backendRef, srv Server, fresh bool, maxAge time.Durat
 		u, err = h.pool.dial(c.ctx, addr)
 		tSent = time.Now()
 		connectDur = tSent.Sub(tDial)
+		if err == nil && be.sendProxy != 0 {
+			u.private = true
+			if err = c.writeProxyHeader(u, be.sendProxy); err != nil {
+				u.nc.Close()
+			}
+		}
 		if err != nil {
 			srv.Done(Outcome{ConnectFailed: true, Timeout: isTimeout(err), Connect: connectDur})
 			c.logServer("connect failed", be, srv, err)

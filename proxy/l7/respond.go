@@ -165,7 +165,7 @@ func (c *conn) respond(be *backendRef, srv Server, u *upConn, sticky Server) (bo
 		u.nc.Close()
 		return false, out
 	}
-	if upKeep {
+	if upKeep && !u.private {
 		h.pool.put(u, int64(c.respAt.Sub(h.epoch)))
 	} else {
 		u.nc.Close()

@@ -14,6 +14,7 @@ type upConn struct {
 	addr      string
 	idleSince int64     // monotonic ns (handler clock) when put back
 	reused    bool      // taken from the idle pool
+	private   bool      // carries one client's PROXY header: never pooled
 	dl        time.Time // last deadline set (see deadlineFresh)
 }
 
