@@ -358,3 +358,25 @@ func TestKillBackendUnderLoad(t *testing.T) {
 		t.Errorf("server_health_changes_total{p2} = %v, want 2", got)
 	}
 }
+
+// TestSeveralListenersIPv4AndIPv6: one frontend, an IPv4 and an IPv6 address.
+func TestSeveralListenersIPv4AndIPv6(t *testing.T) {
+	ln6, err := net.Listen("tcp", "[::1]:0")
+	if err != nil {
+		t.Skipf("no IPv6 loopback here: %v", err)
+	}
+	v6 := ln6.Addr().String()
+	ln6.Close()
+	b := startBackend(t, "a")
+	v4 := freeAddr(t)
+	path := tempConfig(t)
+	writeConfig(t, path, strings.Replace(tcpConfig(v4, map[string]string{"a": b.addr}, "", ""),
+		fmt.Sprintf("listen: [%q]", v4), fmt.Sprintf("listen: [%q, %q]", v4, v6), 1))
+	r := startDaemon(t, path)
+	waitFor(t, "server up", 5*time.Second, func() bool { v, _ := r.d.Backend("be"); return v.ActiveServers == 1 })
+	for _, addr := range []string{v4, v6} {
+		if name, err := exchange(addr, "x"); err != nil || name != "a" {
+			t.Fatalf("via %s: %q %v", addr, name, err)
+		}
+	}
+}
