@@ -380,3 +380,32 @@ func TestSeveralListenersIPv4AndIPv6(t *testing.T) {
 		}
 	}
 }
+
+// TestNoServerClosesAtOnce: with every server down, a tcp frontend closes
+// new connections at once (and counts them).
+func TestNoServerClosesAtOnce(t *testing.T) {
+	dead := freeAddr(t) // nothing listens here
+	listen := freeAddr(t)
+	path := tempConfig(t)
+	writeConfig(t, path, tcpConfig(listen, map[string]string{"x": dead}, "", ""))
+	r := startDaemon(t, path)
+	waitFor(t, "server down", 5*time.Second, func() bool { v, _ := r.d.Backend("be"); return v.Servers[0].Health == "down" })
+	start := time.Now()
+	c, err := net.Dial("tcp", listen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); err == nil {
+		t.Fatal("read data from a frontend with no server")
+	} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatal("connection not closed")
+	}
+	if el := time.Since(start); el > time.Second {
+		t.Fatalf("closed after %v", el)
+	}
+	waitFor(t, "counted", 5*time.Second, func() bool {
+		return metric(t, r.reg, "palisade_frontend_rejected_total", map[string]string{"frontend": "fe", "reason": "no_server"}) == 1
+	})
+}
