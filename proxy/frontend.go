@@ -93,8 +93,7 @@ func (f *Frontend) ServeTCP(c *net.TCPConn) {
 		f.reject(c, RejectMaxConns)
 		return
 	}
-	client := netip.AddrPortFrom(addrOf(c.RemoteAddr()), portOf(c.RemoteAddr()))
-	local := netip.AddrPortFrom(addrOf(c.LocalAddr()), portOf(c.LocalAddr()))
+	client, local := addrPort(c.RemoteAddr()), addrPort(c.LocalAddr())
 	if f.cfg.AcceptProxy {
 		_ = c.SetReadDeadline(time.Now().Add(f.cfg.ProxyTimeout))
 		h, err := proxyproto.ReadFrom(c)
@@ -215,19 +214,13 @@ func (f *Frontend) Active() int {
 	return len(f.sessions)
 }
 
-func addrOf(a net.Addr) netip.Addr {
+// addrPort converts a TCP address, IPv4-mapped IPv6 unmapped.
+func addrPort(a net.Addr) netip.AddrPort {
 	if t, ok := a.(*net.TCPAddr); ok {
-		ip, _ := netip.AddrFromSlice(t.IP)
-		return ip.Unmap()
+		ap := t.AddrPort()
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 	}
-	return netip.Addr{}
-}
-
-func portOf(a net.Addr) uint16 {
-	if t, ok := a.(*net.TCPAddr); ok {
-		return uint16(t.Port)
-	}
-	return 0
+	return netip.AddrPort{}
 }
 
 var errNoServer = errors.New("no server available")
