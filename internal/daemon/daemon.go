@@ -173,30 +173,30 @@ func (d *Daemon) Reload() error {
 		defer d.opts.Notify("READY=1")
 	}
 	err := d.reload()
-	res := &ReloadResult{OK: err == nil, At: time.Now()}
-	if err != nil {
-		if es := config.AsErrors(err); es != nil {
-			for _, e := range es {
-				res.Errors = append(res.Errors, e.Error())
-			}
-		} else {
-			res.Errors = []string{err.Error()}
-		}
-		for _, e := range res.Errors {
-			d.log.Error("config not loaded", "error", e)
-		}
-		if !first {
-			d.log.Error("reload failed; still running the previous config", "errors", len(res.Errors))
-		}
-	} else {
+	if err == nil {
 		cfg := d.cur.Load().cfg
-		res.SHA256 = cfg.SHA256
 		setThreads(cfg.Global.Threads)
 		if d.opts.Level != nil {
 			if l, err := logging.ParseLevel(cfg.Global.Log.Level); err == nil {
 				d.opts.Level.Set(l)
 			}
 		}
+		d.metrics.reloaded(d.last.Load())
+		return nil
+	}
+	res := &ReloadResult{At: time.Now()}
+	if es := config.AsErrors(err); es != nil {
+		for _, e := range es {
+			res.Errors = append(res.Errors, e.Error())
+		}
+	} else {
+		res.Errors = []string{err.Error()}
+	}
+	for _, e := range res.Errors {
+		d.log.Error("config not loaded", "error", e)
+	}
+	if !first {
+		d.log.Error("reload failed; still running the previous config", "errors", len(res.Errors))
 	}
 	d.last.Store(res)
 	d.metrics.reloaded(res)
@@ -224,6 +224,8 @@ func (d *Daemon) reload() error {
 	}
 	d.resolvers.apply(g)
 	d.checks.apply(g)
+	// the result first: whoever sees the new generation sees its result too
+	d.last.Store(&ReloadResult{OK: true, At: time.Now(), SHA256: cfg.SHA256})
 	d.cur.Store(g)
 	d.retain(g)
 	if prev != nil {
