@@ -4,6 +4,7 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -61,6 +62,7 @@ type Daemon struct {
 	started   time.Time
 
 	reloadMu sync.Mutex // one reload at a time
+	stopping bool       // under reloadMu: a stop began, reloads are refused
 	cur      atomic.Pointer[generation]
 	last     atomic.Pointer[ReloadResult]
 
@@ -139,6 +141,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 }
 
 func (d *Daemon) shutdown() {
+	d.reloadMu.Lock() // waits for a reload in progress
+	d.stopping = true
+	d.reloadMu.Unlock()
 	g := d.cur.Load()
 	grace := g.cfg.Global.Grace.D()
 	d.log.Info("stopping", "grace", grace.String())
@@ -167,6 +172,9 @@ func (d *Daemon) shutdown() {
 func (d *Daemon) Reload() error {
 	d.reloadMu.Lock()
 	defer d.reloadMu.Unlock()
+	if d.stopping {
+		return errStopping
+	}
 	first := d.cur.Load() == nil
 	if !first {
 		d.opts.Notify(fmt.Sprintf("RELOADING=1\nMONOTONIC_USEC=%d", monotonicUsec()))
@@ -292,6 +300,8 @@ func (d *Daemon) drainOld(prev, next *generation) {
 		}()
 	}
 }
+
+var errStopping = errors.New("stopping: reload refused")
 
 // LastReload returns the outcome of the last load or reload.
 func (d *Daemon) LastReload() ReloadResult {

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -231,5 +232,23 @@ func TestStopDrainsThenExits(t *testing.T) {
 	}
 	if el := time.Since(start); el > 3*time.Second {
 		t.Fatalf("took %v after the last connection", el)
+	}
+}
+
+func TestReloadRefusedWhileStopping(t *testing.T) {
+	b := startBackend(t, "a")
+	listen := freeAddr(t)
+	path := tempConfig(t)
+	writeConfig(t, path, tcpConfig(listen, map[string]string{"a": b.addr}, "", ""))
+	r := startDaemon(t, path)
+	if err := r.stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.d.Reload(); !errors.Is(err, errStopping) {
+		t.Fatalf("reload after stop: %v", err)
+	}
+	if c, err := net.DialTimeout("tcp", listen, time.Second); err == nil {
+		c.Close()
+		t.Fatal("a reload after stop reopened the listener")
 	}
 }
