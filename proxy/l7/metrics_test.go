@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -40,35 +41,53 @@ func TestMetricsAndAccessLog(t *testing.T) {
 		rawRoundTrip(t, p.addr, "GET /m?x HTTP/1.1\r\nHost: a\r\n\r\n")
 	}
 	rawRoundTrip(t, p.addr, "GET / HTTP/1.1\r\n\r\n") // 400, no backend
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := map[string]float64{}
-	for _, mf := range mfs {
-		for _, mt := range mf.GetMetric() {
-			key := mf.GetName()
-			for _, l := range mt.GetLabel() {
-				key += "," + l.GetName() + "=" + l.GetValue()
-			}
-			if mt.GetCounter() != nil {
-				got[key] = mt.GetCounter().GetValue()
-			}
-			if mt.GetHistogram() != nil {
-				got[key] = float64(mt.GetHistogram().GetSampleCount())
-			}
-		}
-	}
-	for k, want := range map[string]float64{
+	want := map[string]float64{
 		"palisade_http_requests_total,backend=app,code=2xx,frontend=web":  3,
 		"palisade_http_requests_total,backend=-,code=4xx,frontend=web":    1,
 		"palisade_http_request_duration_seconds,backend=app,frontend=web": 3,
 		"palisade_http_request_duration_seconds,backend=-,frontend=web":   1,
-	} {
-		if got[k] != want {
-			t.Errorf("%s = %v, want %v (all: %v)", k, got[k], want, got)
+	}
+	gather := func() map[string]float64 {
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]float64{}
+		for _, mf := range mfs {
+			for _, mt := range mf.GetMetric() {
+				key := mf.GetName()
+				for _, l := range mt.GetLabel() {
+					key += "," + l.GetName() + "=" + l.GetValue()
+				}
+				if mt.GetCounter() != nil {
+					got[key] = mt.GetCounter().GetValue()
+				}
+				if mt.GetHistogram() != nil {
+					got[key] = float64(mt.GetHistogram().GetSampleCount())
+				}
+			}
+		}
+		return got
+	}
+	// a request is counted once its response is written: the client may
+	// read the response a moment before the counter moves
+	var got map[string]float64
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		got = gather()
+		done := true
+		for k, v := range want {
+			done = done && got[k] == v
+		}
+		if done || time.Now().After(deadline) {
+			break
 		}
 	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s = %v, want %v (all: %v)", k, got[k], v, got)
+		}
+	}
+	waitFor(t, "an access log line", func() bool { return strings.Contains(logs.String(), `"msg":"access"`) })
 	var line map[string]any
 	for _, l := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
 		if strings.Contains(l, `"msg":"access"`) {
