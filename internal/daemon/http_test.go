@@ -123,9 +123,10 @@ backends:
 	if resp.ProtoMajor != 2 || !strings.HasPrefix(string(b), "app ") {
 		t.Errorf("TLS: proto %s body %q", resp.Proto, b)
 	}
-	if v := metric(t, r.reg, "palisade_http_requests_total", map[string]string{"frontend": "web", "backend": "api", "code": "2xx"}); v != 1 {
-		t.Errorf("http_requests_total{web,api,2xx} = %v", v)
-	}
+	// counted once the response is written, which the client may see first
+	waitFor(t, "http_requests_total{web,api,2xx} = 1", 5*time.Second, func() bool {
+		return metric(t, r.reg, "palisade_http_requests_total", map[string]string{"frontend": "web", "backend": "api", "code": "2xx"}) == 1
+	})
 	if _, err := net.Dial("tcp", plain); err != nil {
 		t.Fatal(err)
 	}
