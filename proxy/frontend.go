@@ -191,6 +191,31 @@ func (f *Frontend) Drain(ctx context.Context) {
 	<-done
 }
 
+// join counts and tracks an engine session in one step; false once a
+// forced drain has begun.
+func (f *Frontend) join(s aborter) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.sessions == nil {
+		return false
+	}
+	f.active++
+	f.sessions[s] = struct{}{}
+	return true
+}
+
+// part undoes join.
+func (f *Frontend) part(s aborter) {
+	f.mu.Lock()
+	delete(f.sessions, s)
+	f.active--
+	if f.active == 0 && f.idle != nil {
+		close(f.idle)
+		f.idle = nil
+	}
+	f.mu.Unlock()
+}
+
 func (f *Frontend) enter() {
 	f.mu.Lock()
 	f.active++

@@ -20,25 +20,73 @@ type TCPHandler interface{ ServeTCP(*net.TCPConn) }
 // Listeners owns the listening sockets, keyed by address. A reload keeps the
 // socket of every address that stays, so no connection is ever refused while
 // the handler behind it is swapped.
+//
+// A listener whose handler is a tcp-mode Frontend the event loops can serve
+// is attached to them (see engine.go); any other keeps a goroutine that
+// accepts with Go's net package. A reload that changes which kind serves an
+// address moves the listener between the two without closing it.
 type Listeners struct {
 	log    *slog.Logger
 	mu     sync.Mutex
 	byAddr map[string]*listener
 	wg     sync.WaitGroup // accept loops
 	conns  sync.WaitGroup // handler goroutines
+	engine *engine
 }
 
 type handlerBox struct{ h TCPHandler }
 
 type listener struct {
-	addr string
-	ln   *net.TCPListener
-	h    atomic.Pointer[handlerBox]
+	addr     string
+	ln       *net.TCPListener
+	fd       int
+	h        atomic.Pointer[handlerBox]
+	onEngine bool          // attached to the event loops
+	done     chan struct{} // closed when the accept goroutine ends (nil: none)
+	pausing  atomic.Bool   // the accept goroutine is asked to end, not the listener
 }
 
 // NewListeners returns an empty set.
 func NewListeners(log *slog.Logger) *Listeners {
-	return &Listeners{log: log, byAddr: map[string]*listener{}}
+	return &Listeners{log: log, byAddr: map[string]*listener{}, engine: newEngine(log)}
+}
+
+// engineServes reports whether the event loops serve connections for h.
+func engineServes(h TCPHandler) bool {
+	f, ok := h.(*Frontend)
+	return ok && f.engineServed()
+}
+
+// serve starts accepting on l for its current handler's kind.
+func (ls *Listeners) serve(l *listener) error {
+	if engineServes(l.h.Load().h) {
+		if err := ls.engine.attach(l); err != nil {
+			return err
+		}
+		l.onEngine = true
+		return nil
+	}
+	l.done = make(chan struct{})
+	ls.wg.Add(1)
+	go ls.accept(l)
+	return nil
+}
+
+// unserve stops accepting on l without closing it.
+func (ls *Listeners) unserve(l *listener) {
+	if l.onEngine {
+		ls.engine.detach(l)
+		l.onEngine = false
+		return
+	}
+	if l.done != nil {
+		l.pausing.Store(true)
+		_ = l.ln.SetDeadline(time.Now())
+		<-l.done
+		l.done = nil
+		_ = l.ln.SetDeadline(time.Time{})
+		l.pausing.Store(false)
+	}
 }
 
 // Apply makes the set of open listeners equal to want (address → handler):
@@ -61,27 +109,66 @@ func (ls *Listeners) Apply(want map[string]TCPHandler) error {
 			}
 			return fmt.Errorf("listening on %s: %w", addr, err)
 		}
-		opened[addr] = &listener{addr: addr, ln: ln}
+		fd, err := listenerFD(ln)
+		if err != nil {
+			_ = ln.Close()
+			for _, l := range opened {
+				_ = l.ln.Close()
+			}
+			return fmt.Errorf("listening on %s: %w", addr, err)
+		}
+		opened[addr] = &listener{addr: addr, ln: ln, fd: fd}
+	}
+	for addr, l := range opened {
+		l.h.Store(&handlerBox{want[addr]})
+		if err := ls.serve(l); err != nil {
+			for _, o := range opened {
+				ls.unserve(o)
+				_ = o.ln.Close()
+			}
+			return fmt.Errorf("listening on %s: %w", addr, err)
+		}
 	}
 	for addr, h := range want {
 		l, ok := ls.byAddr[addr]
 		if !ok {
-			l = opened[addr]
-			ls.byAddr[addr] = l
+			ls.byAddr[addr] = opened[addr]
+			continue
 		}
+		if engineServes(h) == l.onEngine {
+			l.h.Store(&handlerBox{h})
+			continue
+		}
+		// the other kind serves this address now: switch without closing
+		// (connections wait in the backlog meanwhile)
+		ls.unserve(l)
 		l.h.Store(&handlerBox{h})
+		if err := ls.serve(l); err != nil {
+			// cannot happen once the loops run; keep the address open
+			ls.log.Error("switching listener", "listen", addr, "error", err)
+			l.h.Store(&handlerBox{h})
+		}
 	}
 	for addr, l := range ls.byAddr {
 		if _, ok := want[addr]; !ok {
+			ls.unserve(l)
 			_ = l.ln.Close()
 			delete(ls.byAddr, addr)
 		}
 	}
-	for _, l := range opened {
-		ls.wg.Add(1)
-		go ls.accept(l)
-	}
 	return nil
+}
+
+func listenerFD(ln *net.TCPListener) (int, error) {
+	rc, err := ln.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	fd := -1
+	if err := rc.Control(func(f uintptr) { fd = int(f) }); err != nil {
+		return -1, err
+	}
+	return fd, nil
 }
 
 // Addrs returns the bound address of each configured address (useful with port 0).
@@ -95,15 +182,23 @@ func (ls *Listeners) Addrs() map[string]net.Addr {
 	return out
 }
 
-// Wait waits for every accepted connection's handler to return; call it
-// after Close, once the frontends have been drained.
-func (ls *Listeners) Wait() { ls.conns.Wait() }
+// Wait waits for every accepted connection's handler to return, then stops
+// the event loops (closing any connection still open there); call it after
+// Close, once the frontends have been drained.
+func (ls *Listeners) Wait() {
+	ls.conns.Wait()
+	ls.engine.stop()
+}
 
 // Close stops accepting everywhere and waits for the accept loops to end.
 // Connections already accepted are not touched: their frontends drain them.
 func (ls *Listeners) Close() {
 	ls.mu.Lock()
 	for addr, l := range ls.byAddr {
+		if l.onEngine {
+			ls.engine.detach(l)
+			l.onEngine = false
+		}
 		_ = l.ln.Close()
 		delete(ls.byAddr, addr)
 	}
@@ -113,11 +208,12 @@ func (ls *Listeners) Close() {
 
 func (ls *Listeners) accept(l *listener) {
 	defer ls.wg.Done()
+	defer close(l.done)
 	backoff := 5 * time.Millisecond
 	for {
 		c, err := l.ln.AcceptTCP()
 		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
+			if errors.Is(err, net.ErrClosed) || l.pausing.Load() {
 				return
 			}
 			// EMFILE, ENFILE, ENOBUFS: wait for resources instead of spinning
@@ -145,6 +241,10 @@ func listenTCP(addr string) (*net.TCPListener, error) {
 				serr = unix.SetsockoptInt(int(fd), unix.SOL_IPV6, unix.IPV6_FREEBIND, 1)
 			} else {
 				serr = unix.SetsockoptInt(int(fd), unix.SOL_IP, unix.IP_FREEBIND, 1)
+			}
+			if serr == nil {
+				// inherited by accepted sockets: one system call less per connection
+				serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
 			}
 		})
 		if err != nil {

@@ -126,6 +126,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		d.ha.stopVRRP(context.Background())
 		d.ha.closeFilter()
 		d.listeners.Close()
+		d.listeners.Wait()
 		d.checks.stopAll()
 		d.resolvers.stopAll()
 		return err
@@ -222,7 +223,12 @@ func (d *Daemon) reload() error {
 		d.retain(prev)
 		return err
 	}
+	// the event loops start with the first tcp listener, one per thread
+	setThreads(cfg.Global.Threads)
 	if err := d.listeners.Apply(g.listen); err != nil {
+		if prev != nil {
+			setThreads(prev.cfg.Global.Threads)
+		}
 		d.retain(prev)
 		return err
 	}

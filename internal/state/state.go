@@ -7,6 +7,7 @@
 package state
 
 import (
+	"net/netip"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -89,7 +90,7 @@ type Server struct {
 	agentDown      atomic.Bool  // the agent said down, stopped or fail
 	health         atomic.Int32
 	checked        atomic.Bool // false: health is not checked (type none) and counts as up
-	addr           atomic.Pointer[string]
+	addr           atomic.Pointer[serverAddr]
 	reason         atomic.Pointer[string]
 	passive        atomic.Pointer[FailureRecorder]
 
@@ -119,16 +120,32 @@ func (s *Server) Configure(weight, maxConns int, slowstart time.Duration, checke
 	}
 }
 
+type serverAddr struct {
+	s  string
+	ap netip.AddrPort // parsed s; invalid if s is not a literal ip:port
+}
+
 // Addr is the current "ip:port" to connect to ("" until resolved).
 func (s *Server) Addr() string {
 	if p := s.addr.Load(); p != nil {
-		return *p
+		return p.s
 	}
 	return ""
 }
 
+// AddrPort is Addr parsed (the zero value until resolved).
+func (s *Server) AddrPort() netip.AddrPort {
+	if p := s.addr.Load(); p != nil {
+		return p.ap
+	}
+	return netip.AddrPort{}
+}
+
 // SetAddr records the resolved address.
-func (s *Server) SetAddr(a string) { s.addr.Store(&a) }
+func (s *Server) SetAddr(a string) {
+	ap, _ := netip.ParseAddrPort(a)
+	s.addr.Store(&serverAddr{s: a, ap: netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())})
+}
 
 // Admin returns the effective admin state: the stricter of the operator's and the agent's.
 func (s *Server) Admin() Admin {

@@ -1,0 +1,426 @@
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"os"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// The engine is the tcp-mode data path: a few event loops (one per
+// GOMAXPROCS) that each own an epoll set and serve every connection they
+// accept from start to end with non-blocking system calls — accept, connect,
+// read/write for small exchanges, splice(2) for bulk — and no goroutine per
+// connection. This is the shape of HAProxy's own loop, and what lets a new
+// connection cost as little CPU as it does there.
+//
+// A loop parks in the Go scheduler, not in the kernel: its epoll descriptor is
+// itself registered with the runtime's poller (it is readable while events
+// are pending), so an idle loop holds no thread and a busy one never pays for
+// a blocking system call.
+//
+// Frontends that need a goroutine per connection (http mode, PROXY protocol
+// from clients) keep Go's accept loop; Listeners chooses per listener.
+
+const (
+	loopEvents     = 256
+	acceptBatch    = 32
+	sweepSpacing   = 10 * time.Millisecond // timeouts fire within this of their time
+	markListener   = math.MaxInt32         // epoll data of a listening socket
+	markWake       = math.MaxInt32 - 1     // epoll data of the wake eventfd
+	maxSeq         = math.MaxInt32 - 2
+	loopBufPoolCap = 1024
+)
+
+// engine owns the event loops. Its loops start with the first listener
+// attached and end in stop.
+type engine struct {
+	log   *slog.Logger
+	mu    sync.Mutex
+	loops []*loop
+	wg    sync.WaitGroup
+}
+
+func newEngine(log *slog.Logger) *engine { return &engine{log: log} }
+
+// start opens the loops if they are not running yet.
+func (e *engine) start() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.loops != nil {
+		return nil
+	}
+	n := runtime.GOMAXPROCS(0)
+	loops := make([]*loop, 0, n)
+	for range n {
+		l, err := newLoop(e.log)
+		if err != nil {
+			for _, l := range loops {
+				l.closeFiles()
+			}
+			return err
+		}
+		loops = append(loops, l)
+	}
+	e.loops = loops
+	for _, l := range loops {
+		e.wg.Add(1)
+		go func() { defer e.wg.Done(); l.run() }()
+	}
+	return nil
+}
+
+// attach makes every loop accept on ln (whose handler must be engine-served).
+func (e *engine) attach(ln *listener) error {
+	if err := e.start(); err != nil {
+		return err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for i, l := range e.loops {
+		ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLEXCLUSIVE, Fd: int32(ln.fd), Pad: markListener}
+		l.lnMu.Lock()
+		l.lns[ln.fd] = ln
+		l.lnMu.Unlock()
+		if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, ln.fd, &ev); err != nil {
+			for _, l := range e.loops[:i+1] {
+				e.detachOne(l, ln)
+			}
+			return fmt.Errorf("adding listener to the event loop: %w", err)
+		}
+	}
+	return nil
+}
+
+// detach stops every loop accepting on ln; when it returns no loop touches
+// ln's descriptor any more, so it may be closed.
+func (e *engine) detach(ln *listener) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, l := range e.loops {
+		e.detachOne(l, ln)
+	}
+}
+
+func (e *engine) detachOne(l *loop, ln *listener) {
+	_ = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, ln.fd, nil)
+	done := make(chan struct{})
+	l.post(func() {
+		l.lnMu.Lock()
+		delete(l.lns, ln.fd)
+		l.lnMu.Unlock()
+		close(done)
+	})
+	<-done
+}
+
+// stop ends the loops: sessions still open are closed (their frontends
+// have drained by now) and the loops' descriptors are released.
+func (e *engine) stop() {
+	e.mu.Lock()
+	loops := e.loops
+	e.loops = nil
+	e.mu.Unlock()
+	for _, l := range loops {
+		l.post(func() { l.quit = true })
+	}
+	e.wg.Wait()
+	for _, l := range loops {
+		l.closeFiles()
+	}
+}
+
+// loop is one event loop. Everything but lns, cmds and the wake counter is
+// touched only by its own goroutine.
+type loop struct {
+	log  *slog.Logger
+	epfd int
+	wake int // eventfd
+	file *os.File
+	rc   syscall.RawConn
+
+	lnMu sync.Mutex
+	lns  map[int]*listener // listening sockets by descriptor
+
+	cmdMu   sync.Mutex
+	cmds    []func()
+	pending atomic.Bool // a wake is signalled and not consumed
+
+	events   []unix.EpollEvent
+	ends     []*end // by descriptor
+	seq      uint32
+	sessions []*esession
+	bufs     [][]byte
+	now      int64     // nanoseconds since base, refreshed once per iteration
+	base     time.Time // monotonic origin of now
+	next     int64     // next timeout sweep (math.MaxInt64: none)
+	armed    int64     // the park deadline currently set
+	quit     bool
+	sa       unix.RawSockaddrAny
+}
+
+func newLoop(log *slog.Logger) (*loop, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("creating epoll: %w", err)
+	}
+	wake, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
+		_ = unix.Close(epfd)
+		return nil, fmt.Errorf("creating eventfd: %w", err)
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(wake), Pad: markWake}
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wake, &ev); err != nil {
+		_ = unix.Close(epfd)
+		_ = unix.Close(wake)
+		return nil, fmt.Errorf("adding eventfd: %w", err)
+	}
+	if err := unix.SetNonblock(epfd, true); err != nil {
+		_ = unix.Close(epfd)
+		_ = unix.Close(wake)
+		return nil, err
+	}
+	// os.NewFile registers a non-blocking descriptor with the runtime poller.
+	f := os.NewFile(uintptr(epfd), "epoll")
+	rc, err := f.SyscallConn()
+	if err != nil {
+		_ = f.Close()
+		_ = unix.Close(wake)
+		return nil, err
+	}
+	return &loop{log: log, epfd: epfd, wake: wake, file: f, rc: rc, lns: map[int]*listener{},
+		events: make([]unix.EpollEvent, loopEvents), base: time.Now(), next: math.MaxInt64, armed: math.MaxInt64}, nil
+}
+
+func (l *loop) closeFiles() {
+	_ = l.file.Close()
+	_ = unix.Close(l.wake)
+}
+
+// post runs fn on the loop's goroutine, soon.
+func (l *loop) post(fn func()) {
+	l.cmdMu.Lock()
+	l.cmds = append(l.cmds, fn)
+	l.cmdMu.Unlock()
+	if l.pending.CompareAndSwap(false, true) {
+		one := [8]byte{1}
+		_, _ = unix.Write(l.wake, one[:])
+	}
+}
+
+func (l *loop) runCommands() {
+	var buf [8]byte
+	_, _ = unix.Read(l.wake, buf[:])
+	l.pending.Store(false)
+	l.cmdMu.Lock()
+	cmds := l.cmds
+	l.cmds = nil
+	l.cmdMu.Unlock()
+	for _, fn := range cmds {
+		fn()
+	}
+}
+
+func (l *loop) run() {
+	for !l.quit {
+		n := l.wait()
+		l.now = int64(time.Since(l.base))
+		for i := range n {
+			ev := &l.events[i]
+			switch ev.Pad {
+			case markWake:
+				l.runCommands()
+			case markListener:
+				l.accept(int(ev.Fd))
+			default:
+				fd := int(ev.Fd)
+				if fd < len(l.ends) {
+					if e := l.ends[fd]; e != nil && e.seq == uint32(ev.Pad) {
+						e.s.event(e, ev.Events)
+					}
+				}
+			}
+		}
+		if l.now >= l.next {
+			l.sweep()
+		}
+	}
+	for len(l.sessions) > 0 {
+		l.sessions[len(l.sessions)-1].close("shutdown")
+	}
+}
+
+// wait returns the number of ready events, parking the goroutine (not the
+// thread) while there are none, until the next timeout sweep is due.
+func (l *loop) wait() int {
+	if l.next != l.armed {
+		l.armed = l.next
+		var t time.Time
+		if l.next != math.MaxInt64 {
+			t = l.base.Add(time.Duration(l.next))
+		}
+		_ = l.file.SetReadDeadline(t)
+	}
+	var n int
+	err := l.rc.Read(func(fd uintptr) bool {
+		var e unix.Errno
+		n, e = epollWait(int(fd), l.events)
+		return n > 0 || (e != 0 && e != unix.EINTR && e != unix.EAGAIN)
+	})
+	if err != nil {
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			l.log.Error("event loop wait failed", "error", err)
+			time.Sleep(10 * time.Millisecond)
+		}
+		return 0
+	}
+	return n
+}
+
+func epollWait(epfd int, events []unix.EpollEvent) (int, unix.Errno) {
+	r, _, e := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(epfd), uintptr(unsafe.Pointer(&events[0])),
+		uintptr(len(events)), 0, 0, 0)
+	if e != 0 {
+		return 0, e
+	}
+	return int(r), 0
+}
+
+// register adds a connection's descriptor to the loop, edge-triggered.
+func (l *loop) register(e *end) error {
+	for e.fd >= len(l.ends) {
+		l.ends = append(l.ends, make([]*end, max(64, len(l.ends)))...)
+	}
+	l.seq++
+	if l.seq > maxSeq {
+		l.seq = 1
+	}
+	e.seq = l.seq
+	l.ends[e.fd] = e
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET,
+		Fd: int32(e.fd), Pad: int32(e.seq)}
+	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, e.fd, &ev); err != nil {
+		l.ends[e.fd] = nil
+		return err
+	}
+	return nil
+}
+
+// closeEnd closes a connection's descriptor (which also leaves the epoll set).
+func (l *loop) closeEnd(e *end, reset bool) {
+	if e.fd < 0 {
+		return
+	}
+	if l.ends[e.fd] == e {
+		l.ends[e.fd] = nil
+	}
+	if reset {
+		rawResetClose(e.fd)
+	} else {
+		rawClose(e.fd)
+	}
+	e.fd = -1
+}
+
+func (l *loop) getBuf() []byte {
+	if n := len(l.bufs); n > 0 {
+		b := l.bufs[n-1]
+		l.bufs = l.bufs[:n-1]
+		return b
+	}
+	return make([]byte, copyBufSize)
+}
+
+func (l *loop) putBuf(b []byte) {
+	if len(l.bufs) < loopBufPoolCap {
+		l.bufs = append(l.bufs, b)
+	}
+}
+
+// accept takes up to acceptBatch connections from a listener; the listener
+// is level-triggered, so any left over wake a loop again.
+func (l *loop) accept(lfd int) {
+	l.lnMu.Lock()
+	ln := l.lns[lfd]
+	l.lnMu.Unlock()
+	if ln == nil {
+		return // detached in this batch
+	}
+	for range acceptBatch {
+		fd, e := rawAccept(lfd, &l.sa)
+		if e != 0 {
+			switch e {
+			case unix.EAGAIN, unix.EINTR, unix.ECONNABORTED:
+			default:
+				// EMFILE, ENFILE, ENOBUFS: the level-triggered listener would
+				// spin; it is retried at the next event.
+				l.log.Warn("accept failed", "listen", ln.addr, "error", e)
+			}
+			return
+		}
+		h, ok := ln.h.Load().h.(*Frontend)
+		if !ok || !h.engineServed() {
+			// the listener is moving off the engine: this connection
+			// arrived before the switch and is refused like a full queue
+			rawResetClose(fd)
+			continue
+		}
+		h.acceptEngine(l, fd, addrPortOf(&l.sa))
+	}
+}
+
+// track adds a session to the timeout sweep.
+func (l *loop) track(s *esession) {
+	s.idx = len(l.sessions)
+	l.sessions = append(l.sessions, s)
+	if s.deadline < l.next {
+		l.next = max(s.deadline, l.now+int64(sweepSpacing))
+	}
+}
+
+func (l *loop) untrack(s *esession) {
+	i := s.idx
+	last := len(l.sessions) - 1
+	if i < 0 || i > last || l.sessions[i] != s {
+		return
+	}
+	l.sessions[i] = l.sessions[last]
+	l.sessions[i].idx = i
+	l.sessions[last] = nil
+	l.sessions = l.sessions[:last]
+	s.idx = -1
+}
+
+// sweep applies timeouts and schedules the next sweep.
+func (l *loop) sweep() {
+	next := int64(math.MaxInt64)
+	for i := 0; i < len(l.sessions); {
+		s := l.sessions[i]
+		if s.deadline <= l.now {
+			s.deadline = s.computeDeadline()
+			if s.deadline <= l.now {
+				s.timeout()
+				if i < len(l.sessions) && l.sessions[i] == s {
+					i++ // still open (a connect retry)
+					next = min(next, s.deadline)
+				}
+				continue
+			}
+		}
+		next = min(next, s.deadline)
+		i++
+	}
+	if next != math.MaxInt64 {
+		next = max(next, l.now+int64(sweepSpacing))
+	}
+	l.next = next
+}

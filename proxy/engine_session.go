@@ -1,0 +1,509 @@
+package proxy
+
+import (
+	"context"
+	"log/slog"
+	"math"
+	"net/netip"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/palisade-lb/palisade/internal/state"
+	"github.com/palisade-lb/palisade/proxy/balance"
+	"github.com/palisade-lb/palisade/proxy/proxyproto"
+)
+
+// end is one socket of an engine session and the bytes read from it that
+// are still on their way to the other socket.
+type end struct {
+	fd  int
+	seq uint32 // epoll registration, against stale events for a reused fd
+	s   *esession
+
+	readable bool // edge-triggered readiness, cleared on EAGAIN
+	writable bool
+	rdhup    bool // the peer has sent its FIN
+	eof      bool // read returned 0
+	finished bool // the EOF was passed on (FIN or close)
+
+	buf    []byte // pending bytes [off:n], or nil
+	off, n int
+	p      *pipe // splice pipe and bytes in it, or nil
+	inPipe int
+	splice bool  // the last read filled the buffer: move bulk with splice
+	last   int64 // last read or write (loop clock), for inactivity timeouts
+}
+
+const (
+	stConnecting = iota
+	stEstablished
+	stClosed
+)
+
+// esession is one tcp connection served by an event loop: accepted,
+// connected to a server (with retries), then piped both ways until both
+// directions end, an error, a timeout or a forced close.
+type esession struct {
+	l      *loop
+	f      *Frontend
+	b      *Backend
+	srv    *state.Server
+	c, s   end
+	state  uint8
+	tries  int
+	tried  attempt
+	hash   uint64
+	client netip.AddrPort
+	local  netip.AddrPort
+	start  time.Time // only with access_log
+
+	toServer, toClient int64
+	connectBy          int64
+	deadline           int64
+	idx                int
+	done               int // directions finished
+}
+
+// engineServed reports whether the event loops can serve this frontend:
+// tcp mode without PROXY protocol from clients.
+func (f *Frontend) engineServed() bool { return f.l7 == nil && !f.cfg.AcceptProxy }
+
+// acceptEngine admits and starts serving one connection on loop l.
+func (f *Frontend) acceptEngine(l *loop, fd int, client netip.AddrPort) {
+	st := f.stats
+	cur := st.current.Add(1)
+	st.total.Add(1)
+	r := Reject(-1)
+	switch {
+	case f.cfg.MaxConns > 0 && cur > int64(f.cfg.MaxConns):
+		r = RejectMaxConns
+	case f.acl != nil && !f.acl.Allowed(client.Addr()):
+		r = RejectACL
+	case f.limiter != nil && !f.limiter.Allow(client.Addr()):
+		r = RejectRateLimit
+	}
+	if r >= 0 {
+		st.current.Add(-1)
+		st.Count(r)
+		rawResetClose(fd)
+		return
+	}
+	s := &esession{l: l, f: f, b: f.backend, client: client, hash: balance.HashIP(client.Addr()), idx: -1,
+		deadline: math.MaxInt64}
+	s.c = end{fd: fd, s: s, last: l.now}
+	s.s = end{fd: -1, s: s}
+	if f.cfg.AccessLog {
+		s.start = time.Now()
+	}
+	if !f.join(s) {
+		st.current.Add(-1)
+		rawClose(fd) // shutting down
+		return
+	}
+	if s.b.cfg.SendProxy != 0 {
+		s.local = rawSockName(fd)
+	}
+	if err := l.register(&s.c); err != nil {
+		l.log.Warn("registering a connection", "error", err)
+		s.state = stClosed
+		st.current.Add(-1)
+		rawResetClose(fd)
+		f.part(s)
+		return
+	}
+	l.track(s)
+	if !s.connectNext() {
+		s.noServer()
+	}
+}
+
+// connectNext starts connecting to the next server: the balancer's pick
+// first, then (up to retries more) servers not tried yet, or tried ones
+// again once every server has failed. It returns false when none is left.
+func (s *esession) connectNext() bool {
+	b := s.b
+	for {
+		var srv *state.Server
+		if s.tries == 0 {
+			srv = b.pick(s.hash, &s.tried, skipFull)
+		} else {
+			if s.tries > b.cfg.Retries {
+				return false
+			}
+			srv = b.pick(s.hash, &s.tried, s.tried.skip)
+			if srv == nil && s.tried.n > 0 {
+				s.tried.reset()
+				srv = b.pick(s.hash, &s.tried, s.tried.skip)
+			}
+		}
+		if srv == nil {
+			return false
+		}
+		s.tries++
+		fd, e := rawConnect(srv.AddrPort())
+		if fd < 0 {
+			s.connectFailed(srv, e)
+			continue
+		}
+		s.srv = srv
+		s.s = end{fd: fd, s: s, last: s.l.now}
+		if err := s.l.register(&s.s); err != nil {
+			rawClose(fd)
+			s.s.fd = -1
+			s.connectFailed(srv, err)
+			continue
+		}
+		s.state = stConnecting
+		if e == 0 {
+			s.s.writable = true
+			if s.connected() {
+				return true
+			}
+			continue
+		}
+		s.connectBy = math.MaxInt64
+		if to := b.cfg.ConnectTimeout; to > 0 {
+			s.connectBy = s.l.now + int64(to)
+		}
+		s.setDeadline(s.connectBy)
+		return true
+	}
+}
+
+func (s *esession) setDeadline(d int64) {
+	s.deadline = d
+	if d < s.l.next {
+		s.l.next = max(d, s.l.now+int64(sweepSpacing))
+	}
+}
+
+// connectFailed records a failed attempt and releases the server's slot.
+func (s *esession) connectFailed(srv *state.Server, err error) {
+	srv.ConnectFailed()
+	srv.Release()
+	if s.s.fd >= 0 {
+		s.l.closeEnd(&s.s, false)
+	}
+	s.srv = nil
+	s.f.log.Debug("connect failed", "server", srv.ID(), "error", err)
+}
+
+// connected finishes a connect: the PROXY header goes first, then bytes flow.
+// It returns false (with the attempt counted as failed) if the header cannot
+// be sent.
+func (s *esession) connected() bool {
+	if v := s.b.cfg.SendProxy; v != 0 {
+		var hdr []byte
+		if v == 1 {
+			hdr = proxyproto.AppendV1(make([]byte, 0, 108), s.client, s.local)
+		} else {
+			hdr = proxyproto.AppendV2(make([]byte, 0, 52), s.client, s.local)
+		}
+		if n, e := rawWrite(s.s.fd, hdr); e != 0 || n != len(hdr) {
+			var err error = e
+			if e == 0 {
+				err = unix.EAGAIN
+			}
+			s.connectFailed(s.srv, err)
+			return false
+		}
+	}
+	s.srv.Succeeded()
+	s.state = stEstablished
+	s.c.last, s.s.last = s.l.now, s.l.now
+	s.deadline = s.computeDeadline()
+	if s.deadline < s.l.next {
+		s.l.next = max(s.deadline, s.l.now+int64(sweepSpacing))
+	}
+	s.pump()
+	return true
+}
+
+// noServer ends a session that found no server: the client gets a reset.
+func (s *esession) noServer() {
+	s.f.stats.Count(RejectNoServer)
+	s.state = stClosed
+	s.l.untrack(s)
+	s.l.closeEnd(&s.c, true)
+	s.f.stats.current.Add(-1)
+	s.f.part(s)
+	if s.f.cfg.AccessLog {
+		s.f.log.LogAttrs(context.Background(), slog.LevelInfo, "connection",
+			slog.String("client", s.client.String()), slog.String("backend", s.b.cfg.Name),
+			slog.String("termination", "no_server"), slog.Duration("duration", time.Since(s.start)))
+	}
+}
+
+// event handles readiness of one of the session's sockets.
+func (s *esession) event(e *end, ev uint32) {
+	if ev&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLERR|unix.EPOLLHUP) != 0 {
+		e.readable = true
+	}
+	if ev&unix.EPOLLRDHUP != 0 {
+		e.rdhup = true
+	}
+	if ev&(unix.EPOLLOUT|unix.EPOLLERR|unix.EPOLLHUP) != 0 {
+		e.writable = true
+	}
+	switch s.state {
+	case stEstablished:
+		s.pump()
+	case stConnecting:
+		if e != &s.s {
+			return
+		}
+		if ev&(unix.EPOLLERR|unix.EPOLLHUP) != 0 {
+			err := rawSockError(s.s.fd)
+			s.connectFailed(s.srv, err)
+			if !s.connectNext() {
+				s.noServer()
+			}
+			return
+		}
+		if ev&unix.EPOLLOUT != 0 && !s.connected() {
+			if !s.connectNext() {
+				s.noServer()
+			}
+		}
+	}
+}
+
+// pump moves whatever can move now, both ways.
+func (s *esession) pump() {
+	if s.flow(&s.c, &s.s) {
+		s.flow(&s.s, &s.c)
+	}
+}
+
+// flow moves bytes from src to dst until one of them would block; it
+// returns false if the session ended.
+func (s *esession) flow(src, dst *end) bool {
+	l := s.l
+	for {
+		if src.inPipe > 0 {
+			if !dst.writable {
+				return true
+			}
+			n, e := rawSplice(src.p.r, dst.fd, src.inPipe)
+			if e == unix.EAGAIN {
+				dst.writable = false
+				return true
+			}
+			if e != 0 {
+				return s.fail(dst, e)
+			}
+			src.inPipe -= n
+			s.moved(src, n)
+			dst.last = l.now
+			if src.inPipe > 0 {
+				// a short splice does not mean the socket is full (no
+				// EPOLLOUT edge may follow): only EAGAIN says so
+				continue
+			}
+		}
+		if src.n > src.off {
+			if !dst.writable {
+				return true
+			}
+			n, e := rawWrite(dst.fd, src.buf[src.off:src.n])
+			if e == unix.EAGAIN {
+				dst.writable = false
+				return true
+			}
+			if e != 0 {
+				return s.fail(dst, e)
+			}
+			src.off += n
+			s.moved(src, n)
+			dst.last = l.now
+			if src.off < src.n {
+				continue // as for splice: wait only after EAGAIN
+			}
+		}
+		if src.buf != nil {
+			l.putBuf(src.buf)
+			src.buf, src.off, src.n = nil, 0, 0
+		}
+		if src.eof {
+			if !src.finished {
+				src.finished = true
+				s.done++
+				if s.done == 2 {
+					s.close("closed")
+					return false
+				}
+				// the other way may go on: pass the end on as a FIN
+				if e := rawShutdownWrite(dst.fd); e != 0 {
+					return s.fail(dst, e)
+				}
+			}
+			return true
+		}
+		if !src.readable {
+			return true
+		}
+		if src.splice {
+			if src.p == nil {
+				p, err := getPipe()
+				if err != nil {
+					src.splice = false // no pipe (fd limit): stay on the buffered path
+					continue
+				}
+				src.p = p
+			}
+			n, e := rawSplice(src.fd, src.p.w, src.p.size)
+			switch {
+			case e == unix.EAGAIN:
+				// drained: back to waiting with neither pipe nor buffer
+				src.readable, src.splice = false, false
+				putPipe(src.p, true)
+				src.p = nil
+				return true
+			case e == unix.EINTR:
+				continue
+			case e != 0:
+				return s.fail(src, e)
+			case n == 0:
+				src.eof = true
+				putPipe(src.p, true)
+				src.p = nil
+				continue
+			}
+			src.inPipe = n
+			src.last = l.now
+			continue
+		}
+		b := l.getBuf()
+		n, e := rawRead(src.fd, b)
+		switch {
+		case e == unix.EAGAIN:
+			src.readable = false
+			l.putBuf(b)
+			return true
+		case e == unix.EINTR:
+			l.putBuf(b)
+			continue
+		case e != 0:
+			l.putBuf(b)
+			return s.fail(src, e)
+		case n == 0:
+			l.putBuf(b)
+			src.eof = true
+			continue
+		}
+		src.buf, src.off, src.n = b, 0, n
+		src.last = l.now
+		if n == len(b) {
+			src.splice = true
+		} else if !src.rdhup {
+			// a short read took everything queued; the next arrival is a
+			// new edge, so no read is spent on EAGAIN
+			src.readable = false
+		}
+	}
+}
+
+func (s *esession) moved(src *end, n int) {
+	if src == &s.c {
+		s.toServer += int64(n)
+	} else {
+		s.toClient += int64(n)
+	}
+}
+
+// fail ends the session after an error on e.
+func (s *esession) fail(e *end, errno unix.Errno) bool {
+	side := "client"
+	if e == &s.s {
+		side = "server"
+	}
+	if errno == unix.ECONNRESET || errno == unix.EPIPE {
+		s.close(side + "_reset")
+	} else {
+		s.close(side + "_error")
+	}
+	return false
+}
+
+// computeDeadline is when the session times out if nothing moves before.
+func (s *esession) computeDeadline() int64 {
+	switch s.state {
+	case stConnecting:
+		return s.connectBy
+	case stEstablished:
+		d := int64(math.MaxInt64)
+		if to := s.f.cfg.ClientTimeout; to > 0 {
+			d = s.c.last + int64(to)
+		}
+		if to := s.b.cfg.ServerTimeout; to > 0 {
+			d = min(d, s.s.last+int64(to))
+		}
+		return d
+	}
+	return math.MaxInt64
+}
+
+// timeout acts on a passed deadline: a connect that took too long is a
+// failed attempt (retried elsewhere); an inactive session is closed.
+func (s *esession) timeout() {
+	switch s.state {
+	case stConnecting:
+		s.connectFailed(s.srv, unix.ETIMEDOUT)
+		if !s.connectNext() {
+			s.noServer()
+		}
+	case stEstablished:
+		if to := s.f.cfg.ClientTimeout; to > 0 && s.l.now >= s.c.last+int64(to) {
+			s.close("client_timeout")
+		} else {
+			s.close("server_timeout")
+		}
+	}
+}
+
+// abort closes the session from any goroutine (Drain).
+func (s *esession) abort(reason string) {
+	s.l.post(func() { s.close(reason) })
+}
+
+// close ends an established session: both sockets close, buffers and pipes
+// go back, counters and the access log line are written.
+func (s *esession) close(reason string) {
+	if s.state == stClosed {
+		return
+	}
+	s.state = stClosed
+	l := s.l
+	l.untrack(s)
+	for _, e := range [2]*end{&s.c, &s.s} {
+		if e.buf != nil {
+			l.putBuf(e.buf)
+			e.buf = nil
+		}
+		if e.p != nil {
+			putPipe(e.p, e.inPipe == 0)
+			e.p = nil
+		}
+		l.closeEnd(e, false)
+	}
+	f := s.f
+	f.stats.AddBytes(uint64(s.toServer), uint64(s.toClient))
+	f.stats.current.Add(-1)
+	if s.srv != nil {
+		s.srv.AddBytes(uint64(s.toServer), uint64(s.toClient))
+		s.srv.Release()
+	}
+	f.part(s)
+	if f.cfg.AccessLog {
+		srv := ""
+		if s.srv != nil {
+			srv = s.srv.Name()
+		}
+		f.log.LogAttrs(context.Background(), slog.LevelInfo, "connection",
+			slog.String("client", s.client.String()), slog.String("backend", s.b.cfg.Name),
+			slog.String("server", srv), slog.Int64("bytes_in", s.toServer),
+			slog.Int64("bytes_out", s.toClient), slog.Duration("duration", time.Since(s.start)),
+			slog.String("termination", reason))
+	}
+}

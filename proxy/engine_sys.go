@@ -1,0 +1,151 @@
+package proxy
+
+import (
+	"net/netip"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// The event loop's system calls. Every descriptor they touch is non-blocking,
+// so they return at once and are made without telling the Go scheduler
+// (RawSyscall): the loop's thread never blocks in them.
+
+func rawRead(fd int, b []byte) (int, unix.Errno) {
+	r, _, e := unix.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
+	return int(r), e
+}
+
+func rawWrite(fd int, b []byte) (int, unix.Errno) {
+	r, _, e := unix.RawSyscall(unix.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
+	return int(r), e
+}
+
+func rawSplice(in, out, n int) (int, unix.Errno) {
+	r, _, e := unix.RawSyscall6(unix.SYS_SPLICE, uintptr(in), 0, uintptr(out), 0, uintptr(n),
+		unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+	return int(r), e
+}
+
+func rawClose(fd int) { unix.RawSyscall(unix.SYS_CLOSE, uintptr(fd), 0, 0) }
+
+func rawShutdownWrite(fd int) unix.Errno {
+	_, _, e := unix.RawSyscall(unix.SYS_SHUTDOWN, uintptr(fd), unix.SHUT_WR, 0)
+	return e
+}
+
+func rawSetInt(fd, level, opt, v int) unix.Errno {
+	v32 := int32(v)
+	_, _, e := unix.RawSyscall6(unix.SYS_SETSOCKOPT, uintptr(fd), uintptr(level), uintptr(opt),
+		uintptr(unsafe.Pointer(&v32)), 4, 0)
+	return e
+}
+
+// rawResetClose closes fd with a reset (SO_LINGER 0), as rejections do.
+func rawResetClose(fd int) {
+	l := unix.Linger{Onoff: 1, Linger: 0}
+	unix.RawSyscall6(unix.SYS_SETSOCKOPT, uintptr(fd), unix.SOL_SOCKET, unix.SO_LINGER,
+		uintptr(unsafe.Pointer(&l)), unsafe.Sizeof(l), 0)
+	rawClose(fd)
+}
+
+// rawAccept accepts one connection, non-blocking and close-on-exec, and
+// writes the peer address into sa.
+func rawAccept(lfd int, sa *unix.RawSockaddrAny) (int, unix.Errno) {
+	n := uint32(unsafe.Sizeof(*sa))
+	r, _, e := unix.RawSyscall6(unix.SYS_ACCEPT4, uintptr(lfd), uintptr(unsafe.Pointer(sa)),
+		uintptr(unsafe.Pointer(&n)), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0, 0)
+	return int(r), e
+}
+
+// rawConnect opens a non-blocking TCP socket with TCP_NODELAY and starts
+// connecting it to ap. It returns the socket and 0 (connected),
+// EINPROGRESS (in progress) or the error (the socket is then closed, -1).
+func rawConnect(ap netip.AddrPort) (int, unix.Errno) {
+	var sa unix.RawSockaddrAny
+	n, family := sockaddrOf(ap, &sa)
+	if n == 0 {
+		return -1, unix.EAFNOSUPPORT
+	}
+	r, _, e := unix.RawSyscall(unix.SYS_SOCKET, uintptr(family), unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if e != 0 {
+		return -1, e
+	}
+	fd := int(r)
+	rawSetInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	_, _, e = unix.RawSyscall(unix.SYS_CONNECT, uintptr(fd), uintptr(unsafe.Pointer(&sa)), n)
+	if e != 0 && e != unix.EINPROGRESS {
+		rawClose(fd)
+		return -1, e
+	}
+	return fd, e
+}
+
+// rawSockName returns the local address of fd.
+func rawSockName(fd int) netip.AddrPort {
+	var sa unix.RawSockaddrAny
+	n := uint32(unsafe.Sizeof(sa))
+	_, _, e := unix.RawSyscall(unix.SYS_GETSOCKNAME, uintptr(fd), uintptr(unsafe.Pointer(&sa)), uintptr(unsafe.Pointer(&n)))
+	if e != 0 {
+		return netip.AddrPort{}
+	}
+	return addrPortOf(&sa)
+}
+
+// rawSockError reads and clears fd's pending error (SO_ERROR).
+func rawSockError(fd int) unix.Errno {
+	var v int32
+	n := uint32(4)
+	unix.RawSyscall6(unix.SYS_GETSOCKOPT, uintptr(fd), unix.SOL_SOCKET, unix.SO_ERROR,
+		uintptr(unsafe.Pointer(&v)), uintptr(unsafe.Pointer(&n)), 0)
+	return unix.Errno(v)
+}
+
+// addrPortOf decodes an IPv4 or IPv6 socket address (IPv4-mapped IPv6
+// unmapped); other families give the zero value.
+func addrPortOf(sa *unix.RawSockaddrAny) netip.AddrPort {
+	switch sa.Addr.Family {
+	case unix.AF_INET:
+		p := (*unix.RawSockaddrInet4)(unsafe.Pointer(sa))
+		return netip.AddrPortFrom(netip.AddrFrom4(p.Addr), ntohs(p.Port))
+	case unix.AF_INET6:
+		p := (*unix.RawSockaddrInet6)(unsafe.Pointer(sa))
+		return netip.AddrPortFrom(netip.AddrFrom16(p.Addr).Unmap(), ntohs(p.Port))
+	}
+	return netip.AddrPort{}
+}
+
+// sockaddrOf encodes ap into sa and returns its length and family (0, 0 for
+// an invalid address).
+func sockaddrOf(ap netip.AddrPort, sa *unix.RawSockaddrAny) (uintptr, int) {
+	a := ap.Addr()
+	switch {
+	case a.Is4():
+		p := (*unix.RawSockaddrInet4)(unsafe.Pointer(sa))
+		p.Family = unix.AF_INET
+		p.Port = htons(ap.Port())
+		p.Addr = a.As4()
+		return unsafe.Sizeof(*p), unix.AF_INET
+	case a.Is6():
+		p := (*unix.RawSockaddrInet6)(unsafe.Pointer(sa))
+		p.Family = unix.AF_INET6
+		p.Port = htons(ap.Port())
+		p.Addr = a.As16()
+		return unsafe.Sizeof(*p), unix.AF_INET6
+	}
+	return 0, 0
+}
+
+// ntohs and htons convert the port field, which holds network byte order
+// in a host-order uint16.
+func ntohs(v uint16) uint16 {
+	b := (*[2]byte)(unsafe.Pointer(&v))
+	return uint16(b[0])<<8 | uint16(b[1])
+}
+
+func htons(v uint16) uint16 {
+	var out uint16
+	b := (*[2]byte)(unsafe.Pointer(&out))
+	b[0], b[1] = byte(v>>8), byte(v)
+	return out
+}
