@@ -167,8 +167,53 @@ func (s *esession) connectNext() bool {
 			s.connectBy = s.l.now + int64(to)
 		}
 		s.setDeadline(s.connectBy)
+		if b.cfg.SendProxy == 0 {
+			return s.early()
+		}
 		return true
 	}
+}
+
+// early forwards what the client has sent while the connect is still in
+// progress, as HAProxy does: on a nearby server the connect has often
+// completed by now, and then a successful write finishes it without waiting
+// for the EPOLLOUT event. EAGAIN means still connecting. It returns false if
+// no server is left.
+func (s *esession) early() bool {
+	c, l := &s.c, s.l
+	if c.buf == nil {
+		b := l.getBuf()
+		n, e := rawRead(c.fd, b)
+		if e != 0 || n == 0 {
+			l.putBuf(b)
+			if e == unix.EAGAIN {
+				c.readable = false
+			} else {
+				c.readable = true // EOF or error: the pump sees it once connected
+			}
+			return true
+		}
+		c.buf, c.off, c.n = b, 0, n
+		c.last = l.now
+		if n == len(b) {
+			c.splice = true
+		} else if !c.rdhup {
+			c.readable = false
+		}
+	}
+	n, e := rawWrite(s.s.fd, c.buf[c.off:c.n])
+	switch e {
+	case 0:
+		c.off += n
+		s.moved(c, n)
+		s.s.writable = true
+		s.connected()
+		return true
+	case unix.EAGAIN:
+		return true
+	}
+	s.connectFailed(s.srv, e)
+	return s.connectNext()
 }
 
 func (s *esession) setDeadline(d int64) {

@@ -16,8 +16,9 @@ func rawRead(fd int, b []byte) (int, unix.Errno) {
 	return int(r), e
 }
 
+// rawWrite sends on a socket (never raising SIGPIPE).
 func rawWrite(fd int, b []byte) (int, unix.Errno) {
-	r, _, e := unix.RawSyscall(unix.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
+	r, _, e := unix.RawSyscall6(unix.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)), unix.MSG_NOSIGNAL, 0, 0)
 	return int(r), e
 }
 
