@@ -36,7 +36,8 @@ type end struct {
 }
 
 const (
-	stConnecting = iota
+	stProxyHeader = iota // reading the client's PROXY protocol header
+	stConnecting
 	stEstablished
 	stClosed
 )
@@ -65,9 +66,8 @@ type esession struct {
 	done               int // directions finished
 }
 
-// engineServed reports whether the event loops can serve this frontend:
-// tcp mode without PROXY protocol from clients.
-func (f *Frontend) engineServed() bool { return f.l7 == nil && !f.cfg.AcceptProxy }
+// engineServed reports whether the event loops serve this frontend (tcp mode).
+func (f *Frontend) engineServed() bool { return f.l7 == nil }
 
 // acceptEngine admits and starts serving one connection on loop l.
 func (f *Frontend) acceptEngine(l *loop, fd int, client netip.AddrPort) {
@@ -78,10 +78,10 @@ func (f *Frontend) acceptEngine(l *loop, fd int, client netip.AddrPort) {
 	switch {
 	case f.cfg.MaxConns > 0 && cur > int64(f.cfg.MaxConns):
 		r = RejectMaxConns
-	case f.acl != nil && !f.acl.Allowed(client.Addr()):
-		r = RejectACL
-	case f.limiter != nil && !f.limiter.Allow(client.Addr()):
-		r = RejectRateLimit
+	case f.cfg.AcceptProxy:
+		// the client's address is known once its PROXY header is read
+	default:
+		r = f.admit(client)
 	}
 	if r >= 0 {
 		st.current.Add(-1)
@@ -101,7 +101,7 @@ func (f *Frontend) acceptEngine(l *loop, fd int, client netip.AddrPort) {
 		rawClose(fd) // shutting down
 		return
 	}
-	if s.b.cfg.SendProxy != 0 {
+	if s.b.cfg.SendProxy != 0 || f.cfg.AcceptProxy {
 		s.local = rawSockName(fd)
 	}
 	if err := l.register(&s.c); err != nil {
@@ -112,9 +112,85 @@ func (f *Frontend) acceptEngine(l *loop, fd int, client netip.AddrPort) {
 		f.part(s)
 		return
 	}
+	if f.cfg.AcceptProxy {
+		s.state = stProxyHeader
+		s.connectBy = l.now + int64(f.cfg.ProxyTimeout)
+		s.deadline = s.connectBy
+		l.track(s)
+		s.c.readable = true // the header usually came with the handshake's last ACK
+		s.readHeader()
+		return
+	}
 	l.track(s)
 	if !s.connectNext() {
 		s.noServer()
+	}
+}
+
+// admit applies the ACL and the rate limit to a client; -1 admits it.
+func (f *Frontend) admit(client netip.AddrPort) Reject {
+	switch {
+	case f.acl != nil && !f.acl.Allowed(client.Addr()):
+		return RejectACL
+	case f.limiter != nil && !f.limiter.Allow(client.Addr()):
+		return RejectRateLimit
+	}
+	return -1
+}
+
+// readHeader reads the client's PROXY protocol header (as strictly as the
+// goroutine path: proxyproto.Parse), then admits the client it names and
+// connects. Bytes after the header are kept and forwarded first.
+func (s *esession) readHeader() {
+	c, l := &s.c, s.l
+	for c.readable {
+		if c.buf == nil {
+			c.buf = l.getBuf()
+		}
+		if c.n == len(c.buf) {
+			s.reject(RejectProxyProtocol)
+			return
+		}
+		n, e := rawRead(c.fd, c.buf[c.n:])
+		switch {
+		case e == unix.EAGAIN:
+			c.readable = false
+			return
+		case e == unix.EINTR:
+			continue
+		case e != 0 || n == 0:
+			s.reject(RejectProxyProtocol)
+			return
+		}
+		c.n += n
+		h, hl, err := proxyproto.Parse(c.buf[:c.n])
+		if err == proxyproto.ErrNeedMore {
+			continue
+		}
+		if err != nil {
+			s.f.log.Debug("bad PROXY header", "error", err)
+			s.reject(RejectProxyProtocol)
+			return
+		}
+		if h.Command == proxyproto.Proxy && h.Src.IsValid() {
+			s.client, s.local = h.Src, h.Dst
+			s.hash = balance.HashIP(s.client.Addr())
+		}
+		c.off = hl
+		if c.off == c.n {
+			l.putBuf(c.buf)
+			c.buf, c.off, c.n = nil, 0, 0
+		}
+		if r := s.f.admit(s.client); r >= 0 {
+			s.reject(r)
+			return
+		}
+		s.state = stConnecting
+		s.deadline = math.MaxInt64
+		if !s.connectNext() {
+			s.noServer()
+		}
+		return
 	}
 }
 
@@ -265,14 +341,23 @@ func (s *esession) connected() bool {
 	return true
 }
 
-// noServer ends a session that found no server: the client gets a reset.
-func (s *esession) noServer() {
-	s.f.stats.Count(RejectNoServer)
+// reject ends a session before it reaches a server: the client gets a reset.
+func (s *esession) reject(r Reject) {
+	s.f.stats.Count(r)
 	s.state = stClosed
 	s.l.untrack(s)
+	if s.c.buf != nil {
+		s.l.putBuf(s.c.buf)
+		s.c.buf = nil
+	}
 	s.l.closeEnd(&s.c, true)
 	s.f.stats.current.Add(-1)
 	s.f.part(s)
+}
+
+// noServer ends a session that found no server.
+func (s *esession) noServer() {
+	s.reject(RejectNoServer)
 	if s.f.cfg.AccessLog {
 		s.f.log.LogAttrs(context.Background(), slog.LevelInfo, "connection",
 			slog.String("client", s.client.String()), slog.String("backend", s.b.cfg.Name),
@@ -294,6 +379,10 @@ func (s *esession) event(e *end, ev uint32) {
 	switch s.state {
 	case stEstablished:
 		s.pump()
+	case stProxyHeader:
+		if e == &s.c && e.readable {
+			s.readHeader()
+		}
 	case stConnecting:
 		if e != &s.s {
 			return
@@ -474,7 +563,7 @@ func (s *esession) fail(e *end, errno unix.Errno) bool {
 // computeDeadline is when the session times out if nothing moves before.
 func (s *esession) computeDeadline() int64 {
 	switch s.state {
-	case stConnecting:
+	case stConnecting, stProxyHeader:
 		return s.connectBy
 	case stEstablished:
 		d := int64(math.MaxInt64)
@@ -493,6 +582,8 @@ func (s *esession) computeDeadline() int64 {
 // failed attempt (retried elsewhere); an inactive session is closed.
 func (s *esession) timeout() {
 	switch s.state {
+	case stProxyHeader:
+		s.reject(RejectProxyProtocol)
 	case stConnecting:
 		s.connectFailed(s.srv, unix.ETIMEDOUT)
 		if !s.connectNext() {
