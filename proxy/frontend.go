@@ -2,14 +2,12 @@ package proxy
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"net"
 	"net/netip"
 	"sync"
 	"time"
 
-	"github.com/palisade-lb/palisade/proxy/balance"
 	"github.com/palisade-lb/palisade/proxy/limit"
 	"github.com/palisade-lb/palisade/proxy/proxyproto"
 )
@@ -83,17 +81,24 @@ func (f *Frontend) Backend() *Backend { return f.backend }
 // Stats returns the frontend's counters.
 func (f *Frontend) Stats() *FrontendStats { return f.stats }
 
-// ServeTCP handles one accepted connection; it returns when the connection is done.
+// ServeTCP serves one connection accepted by Go's accept loop, which
+// Listeners uses for http-mode frontends only (tcp mode runs on the event
+// loops); it returns when the connection is done.
 func (f *Frontend) ServeTCP(c *net.TCPConn) {
 	st := f.stats
 	cur := st.current.Add(1)
 	defer st.current.Add(-1)
 	st.total.Add(1)
+	if f.l7 == nil {
+		f.log.Error("tcp-mode connection outside the event loops: closed")
+		f.reject(c, RejectNoServer)
+		return
+	}
 	if f.cfg.MaxConns > 0 && cur > int64(f.cfg.MaxConns) {
 		f.reject(c, RejectMaxConns)
 		return
 	}
-	client, local := addrPort(c.RemoteAddr()), addrPort(c.LocalAddr())
+	client := addrPort(c.RemoteAddr())
 	if f.cfg.AcceptProxy {
 		_ = c.SetReadDeadline(time.Now().Add(f.cfg.ProxyTimeout))
 		h, err := proxyproto.ReadFrom(c)
@@ -104,31 +109,22 @@ func (f *Frontend) ServeTCP(c *net.TCPConn) {
 		}
 		_ = c.SetReadDeadline(time.Time{})
 		if h.Command == proxyproto.Proxy && h.Src.IsValid() {
-			client, local = h.Src, h.Dst
+			client = h.Src
 		}
 	}
-	if f.acl != nil && !f.acl.Allowed(client.Addr()) {
-		f.reject(c, RejectACL)
-		return
-	}
-	if f.limiter != nil && !f.limiter.Allow(client.Addr()) {
-		f.reject(c, RejectRateLimit)
+	if r := f.admit(client); r >= 0 {
+		f.reject(c, r)
 		return
 	}
 	f.enter()
 	defer f.leave()
-	if f.l7 != nil {
-		lc := &l7Conn{c}
-		if !f.track(lc) {
-			_ = c.Close()
-			return
-		}
-		defer f.untrack(lc)
-		f.l7.ServeConn(f.ctx, c, client)
+	lc := &l7Conn{c}
+	if !f.track(lc) {
+		_ = c.Close()
 		return
 	}
-	s := &session{f: f, client: c, clientAddr: client, localAddr: local, start: time.Now()}
-	s.serve(balance.HashIP(client.Addr()))
+	defer f.untrack(lc)
+	f.l7.ServeConn(f.ctx, c, client)
 }
 
 func (f *Frontend) reject(c *net.TCPConn, r Reject) {
@@ -247,5 +243,3 @@ func addrPort(a net.Addr) netip.AddrPort {
 	}
 	return netip.AddrPort{}
 }
-
-var errNoServer = errors.New("no server available")
