@@ -39,6 +39,7 @@ const (
 	markWake       = math.MaxInt32 - 1     // epoll data of the wake eventfd
 	maxSeq         = math.MaxInt32 - 2
 	loopBufPoolCap = 1024
+	flowBudget     = 8 << 20 // bytes one direction reads per turn
 )
 
 // engine owns the event loops. Its loops start with the first listener
@@ -159,6 +160,8 @@ type loop struct {
 	ends     []*end // by descriptor
 	seq      uint32
 	sessions []*esession
+	ready    []*esession // sessions with work left over from their turn
+	spare    []*esession
 	bufs     [][]byte
 	now      int64     // nanoseconds since base, refreshed once per iteration
 	base     time.Time // monotonic origin of now
@@ -250,6 +253,18 @@ func (l *loop) run() {
 				}
 			}
 		}
+		if len(l.ready) > 0 {
+			batch := l.ready
+			l.ready = l.spare
+			for i, s := range batch {
+				batch[i] = nil
+				s.queued = false
+				if s.state == stEstablished {
+					s.pump()
+				}
+			}
+			l.spare = batch[:0]
+		}
 		if l.now >= l.next {
 			l.sweep()
 		}
@@ -259,9 +274,22 @@ func (l *loop) run() {
 	}
 }
 
+// requeue gives s another turn after the next poll.
+func (l *loop) requeue(s *esession) {
+	if !s.queued {
+		s.queued = true
+		l.ready = append(l.ready, s)
+	}
+}
+
 // wait returns the number of ready events, parking the goroutine (not the
-// thread) while there are none, until the next timeout sweep is due.
+// thread) while there are none, until the next timeout sweep is due; with
+// sessions on the ready list it only polls.
 func (l *loop) wait() int {
+	if len(l.ready) > 0 {
+		n, _ := epollWait(l.epfd, l.events)
+		return n
+	}
 	if l.next != l.armed {
 		l.armed = l.next
 		var t time.Time

@@ -63,7 +63,8 @@ type esession struct {
 	connectBy          int64
 	deadline           int64
 	idx                int
-	done               int // directions finished
+	done               int  // directions finished
+	queued             bool // on the loop's ready list
 }
 
 // engineServed reports whether the event loops serve this frontend (tcp mode).
@@ -410,10 +411,14 @@ func (s *esession) pump() {
 	}
 }
 
-// flow moves bytes from src to dst until one of them would block; it
-// returns false if the session ended.
+// flow moves bytes from src to dst until one of them would block, or until
+// it has read flowBudget bytes (8 MiB: a few milliseconds): then the session waits its turn on the
+// loop's ready list, so one bulk transfer cannot hold the loop (the edge is
+// consumed; nothing else would bring it back). It returns false if the
+// session ended.
 func (s *esession) flow(src, dst *end) bool {
 	l := s.l
+	budget := flowBudget
 	for {
 		if src.inPipe > 0 {
 			if !dst.writable {
@@ -477,6 +482,10 @@ func (s *esession) flow(src, dst *end) bool {
 		if !src.readable {
 			return true
 		}
+		if budget <= 0 {
+			l.requeue(s)
+			return true
+		}
 		if src.splice {
 			if src.p == nil {
 				p, err := getPipe()
@@ -506,6 +515,7 @@ func (s *esession) flow(src, dst *end) bool {
 			}
 			src.inPipe = n
 			src.last = l.now
+			budget -= n
 			continue
 		}
 		b := l.getBuf()
@@ -528,6 +538,7 @@ func (s *esession) flow(src, dst *end) bool {
 		}
 		src.buf, src.off, src.n = b, 0, n
 		src.last = l.now
+		budget -= n
 		if n == len(b) {
 			src.splice = true
 		} else if !src.rdhup {
