@@ -1,0 +1,191 @@
+package proxy
+
+import (
+	"encoding/binary"
+	"errors"
+	"net"
+	"net/netip"
+	"testing"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+func TestSockaddrRoundTrip(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		in     string
+		want   string
+		family int
+		size   uintptr
+	}{
+		{"ipv4 loopback", "127.0.0.1:8080", "127.0.0.1:8080", unix.AF_INET, unix.SizeofSockaddrInet4},
+		{"ipv4 port 0", "10.1.2.3:0", "10.1.2.3:0", unix.AF_INET, unix.SizeofSockaddrInet4},
+		{"ipv4 max port", "198.18.255.254:65535", "198.18.255.254:65535", unix.AF_INET, unix.SizeofSockaddrInet4},
+		{"ipv4 any", "0.0.0.0:1", "0.0.0.0:1", unix.AF_INET, unix.SizeofSockaddrInet4},
+		{"ipv6 loopback", "[::1]:443", "[::1]:443", unix.AF_INET6, unix.SizeofSockaddrInet6},
+		{"ipv6 full", "[2001:db8:1:2:3:4:5:6]:65534", "[2001:db8:1:2:3:4:5:6]:65534", unix.AF_INET6, unix.SizeofSockaddrInet6},
+		{"ipv6 any", "[::]:256", "[::]:256", unix.AF_INET6, unix.SizeofSockaddrInet6},
+		{"ipv4-mapped ipv6 unmapped", "[::ffff:192.0.2.7]:53", "192.0.2.7:53", unix.AF_INET6, unix.SizeofSockaddrInet6},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := netip.MustParseAddrPort(tt.in)
+			var sa unix.RawSockaddrAny
+			n, family := sockaddrOf(in, &sa)
+			if n != tt.size || family != tt.family {
+				t.Fatalf("sockaddrOf(%v) = %d, %d; want %d, %d", in, n, family, tt.size, tt.family)
+			}
+			if int(sa.Addr.Family) != tt.family {
+				t.Fatalf("family field %d, want %d", sa.Addr.Family, tt.family)
+			}
+			// the port field holds network byte order whatever the host's
+			var port [2]byte
+			if family == unix.AF_INET {
+				p := (*unix.RawSockaddrInet4)(unsafe.Pointer(&sa))
+				port = *(*[2]byte)(unsafe.Pointer(&p.Port))
+				if netip.AddrFrom4(p.Addr) != in.Addr() {
+					t.Errorf("address field %v, want %v", netip.AddrFrom4(p.Addr), in.Addr())
+				}
+			} else {
+				p := (*unix.RawSockaddrInet6)(unsafe.Pointer(&sa))
+				port = *(*[2]byte)(unsafe.Pointer(&p.Port))
+				if netip.AddrFrom16(p.Addr) != in.Addr() {
+					t.Errorf("address field %v, want %v", netip.AddrFrom16(p.Addr), in.Addr())
+				}
+			}
+			if got := binary.BigEndian.Uint16(port[:]); got != in.Port() {
+				t.Errorf("port bytes %x decode to %d, want %d", port, got, in.Port())
+			}
+			if got, want := addrPortOf(&sa), netip.MustParseAddrPort(tt.want); got != want {
+				t.Errorf("addrPortOf = %v, want %v", got, want)
+			}
+		})
+	}
+	t.Run("invalid", func(t *testing.T) {
+		var sa unix.RawSockaddrAny
+		if n, family := sockaddrOf(netip.AddrPort{}, &sa); n != 0 || family != 0 {
+			t.Errorf("sockaddrOf(invalid) = %d, %d; want 0, 0", n, family)
+		}
+		if got := addrPortOf(&sa); got.IsValid() {
+			t.Errorf("addrPortOf(unset) = %v, want the zero value", got)
+		}
+		sa.Addr.Family = unix.AF_UNIX
+		if got := addrPortOf(&sa); got.IsValid() {
+			t.Errorf("addrPortOf(AF_UNIX) = %v, want the zero value", got)
+		}
+	})
+}
+
+func TestByteOrder(t *testing.T) {
+	t.Parallel()
+	for _, v := range []uint16{0, 1, 0x00ff, 0xff00, 0x1234, 8080, 0xfffe, 0xffff} {
+		var mem [2]byte
+		binary.NativeEndian.PutUint16(mem[:], htons(v))
+		if got := binary.BigEndian.Uint16(mem[:]); got != v {
+			t.Errorf("htons(%#x) lays out as %x, want big-endian %#x", v, mem, v)
+		}
+		binary.BigEndian.PutUint16(mem[:], v)
+		if got := ntohs(binary.NativeEndian.Uint16(mem[:])); got != v {
+			t.Errorf("ntohs of big-endian %x = %#x, want %#x", mem, got, v)
+		}
+	}
+	for v := range 1 << 16 {
+		if got := ntohs(htons(uint16(v))); got != uint16(v) {
+			t.Fatalf("ntohs(htons(%#x)) = %#x", v, got)
+		}
+		if htons(uint16(v)) != ntohs(uint16(v)) {
+			t.Fatalf("htons(%#x) != ntohs(%#x)", v, v)
+		}
+	}
+}
+
+// TestRawConnectLoopback checks the encoding against the kernel: rawConnect
+// reaches a listener at the encoded address, and rawSockName decodes the
+// address the listener sees as the peer.
+func TestRawConnectLoopback(t *testing.T) {
+	t.Parallel()
+	for _, network := range []string{"tcp4", "tcp6"} {
+		t.Run(network, func(t *testing.T) {
+			host := "127.0.0.1:0"
+			if network == "tcp6" {
+				host = "[::1]:0"
+			}
+			ln, err := net.Listen(network, host)
+			if err != nil {
+				t.Skipf("no %s loopback: %v", network, err)
+			}
+			defer ln.Close()
+			ap := ln.Addr().(*net.TCPAddr).AddrPort()
+			fd, e := rawConnect(ap)
+			if fd < 0 {
+				t.Fatalf("rawConnect(%v): %v", ap, e)
+			}
+			defer unix.Close(fd)
+			if e != 0 && e != unix.EINPROGRESS {
+				t.Fatalf("rawConnect(%v) = %d, %v", ap, fd, e)
+			}
+			c, err := ln.Accept()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			peer := addrPort(c.RemoteAddr())
+			if got := rawSockName(fd); got != peer {
+				t.Errorf("rawSockName = %v, the listener sees %v", got, peer)
+			}
+			if e := rawSockError(fd); e != 0 {
+				t.Errorf("SO_ERROR after connecting: %v", e)
+			}
+		})
+	}
+	t.Run("refused", func(t *testing.T) {
+		ap := closedPort(t)
+		fd, e := rawConnect(ap)
+		if fd < 0 {
+			if e != unix.ECONNREFUSED {
+				t.Fatalf("rawConnect to a closed port: %v, want ECONNREFUSED", e)
+			}
+			return
+		}
+		defer unix.Close(fd)
+		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
+		if _, err := unix.Poll(pfd, 5000); err != nil && !errors.Is(err, unix.EINTR) {
+			t.Fatal(err)
+		}
+		if pfd[0].Revents == 0 {
+			t.Fatal("connect to a closed port not finished after 5s")
+		}
+		if e := rawSockError(fd); e != unix.ECONNREFUSED {
+			t.Errorf("SO_ERROR = %v, want ECONNREFUSED", e)
+		}
+		if e := rawSockError(fd); e != 0 {
+			t.Errorf("SO_ERROR not cleared by reading it: %v", e)
+		}
+	})
+	t.Run("invalid", func(t *testing.T) {
+		if fd, e := rawConnect(netip.AddrPort{}); fd != -1 || e != unix.EAFNOSUPPORT {
+			t.Errorf("rawConnect(invalid) = %d, %v; want -1, EAFNOSUPPORT", fd, e)
+		}
+	})
+}
+
+// closedPort returns a loopback address that refuses connections: a socket
+// bound to it (so no one else takes the port) that does not listen.
+func closedPort(t *testing.T) netip.AddrPort {
+	t.Helper()
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = unix.Close(fd) })
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), uint16(sa.(*unix.SockaddrInet4).Port))
+}
