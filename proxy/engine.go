@@ -40,7 +40,15 @@ const (
 	maxSeq         = math.MaxInt32 - 2
 	loopBufPoolCap = 1024
 	flowBudget     = 8 << 20 // bytes one direction reads per turn
+	acceptPause    = 100 * time.Millisecond
 )
+
+// pausedListener is a listener a loop stopped accepting on after accept
+// failed for lack of resources (descriptors, memory).
+type pausedListener struct {
+	ln    *listener
+	until int64
+}
 
 // engine owns the event loops. Its loops start with the first listener
 // attached and end in stop.
@@ -160,7 +168,10 @@ type loop struct {
 	ends     []*end // by descriptor
 	seq      uint32
 	sessions []*esession
-	ready    []*esession // sessions with work left over from their turn
+	paused   []pausedListener
+	pauses   atomic.Int64 // accept pauses so far
+	warned   int64        // when a pause was last logged (at most once a second)
+	ready    []*esession  // sessions with work left over from their turn
 	spare    []*esession
 	bufs     [][]byte
 	now      int64     // nanoseconds since base, refreshed once per iteration
@@ -389,9 +400,15 @@ func (l *loop) accept(lfd int) {
 			switch e {
 			case unix.EAGAIN, unix.EINTR, unix.ECONNABORTED:
 			default:
-				// EMFILE, ENFILE, ENOBUFS: the level-triggered listener would
-				// spin; it is retried at the next event.
-				l.log.Warn("accept failed", "listen", ln.addr, "error", e)
+				// EMFILE, ENFILE, ENOBUFS: the level-triggered listener
+				// would wake the loop again at once; it sits out a pause
+				// while connections wait in its backlog.
+				if l.pauses.Add(1) == 1 || l.now-l.warned >= int64(time.Second) {
+					l.warned = l.now
+					l.log.Warn("accept failed; pausing this listener", "listen", ln.addr, "error", e,
+						"pause", acceptPause.String())
+				}
+				l.pause(ln)
 			}
 			return
 		}
@@ -404,6 +421,41 @@ func (l *loop) accept(lfd int) {
 		}
 		h.acceptEngine(l, fd, addrPortOf(&l.sa))
 	}
+}
+
+// pause takes ln out of this loop's epoll set for acceptPause.
+func (l *loop) pause(ln *listener) {
+	_ = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, ln.fd, nil)
+	until := l.now + int64(acceptPause)
+	l.paused = append(l.paused, pausedListener{ln: ln, until: until})
+	if until < l.next {
+		l.next = until
+	}
+}
+
+// resume puts back the paused listeners whose pause is over (unless they
+// were detached meanwhile) and returns the end of the earliest pause left.
+func (l *loop) resume() int64 {
+	next := int64(math.MaxInt64)
+	kept := l.paused[:0]
+	for _, p := range l.paused {
+		if p.until > l.now {
+			kept = append(kept, p)
+			next = min(next, p.until)
+			continue
+		}
+		l.lnMu.Lock()
+		attached := l.lns[p.ln.fd] == p.ln
+		l.lnMu.Unlock()
+		if attached {
+			ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLEXCLUSIVE, Fd: int32(p.ln.fd), Pad: markListener}
+			if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, p.ln.fd, &ev); err != nil {
+				l.log.Error("resuming a paused listener", "listen", p.ln.addr, "error", err)
+			}
+		}
+	}
+	l.paused = kept
+	return next
 }
 
 // track adds a session to the timeout sweep.
@@ -428,9 +480,9 @@ func (l *loop) untrack(s *esession) {
 	s.idx = -1
 }
 
-// sweep applies timeouts and schedules the next sweep.
+// sweep applies timeouts, ends listener pauses and schedules the next sweep.
 func (l *loop) sweep() {
-	next := int64(math.MaxInt64)
+	next := l.resume()
 	for i := 0; i < len(l.sessions); {
 		s := l.sessions[i]
 		if s.deadline <= l.now {

@@ -1,0 +1,164 @@
+package proxy
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+const emfileChildEnv = "PALISADE_TEST_EMFILE_BACKEND"
+
+// TestAcceptPausesWhenOutOfDescriptors runs the engine in a child process
+// whose descriptor limit leaves room for three proxied connections. Further
+// clients wait in the backlog while each loop pauses its listener (instead of
+// spinning on EMFILE), and are served once descriptors are free again.
+func TestAcceptPausesWhenOutOfDescriptors(t *testing.T) {
+	if backend := os.Getenv(emfileChildEnv); backend != "" {
+		emfileChild(t, backend)
+		return
+	}
+	t.Parallel()
+	srv := startServer(t, echo)
+	cmd := exec.Command(os.Args[0], "-test.run=^TestAcceptPausesWhenOutOfDescriptors$", "-test.count=1")
+	cmd.Env = append(os.Environ(), emfileChildEnv+"="+srv.addr)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = stdin.Close()
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	out := bufio.NewReader(stdout)
+	addr := strings.TrimPrefix(readLine(t, out), "addr ")
+
+	const fit, extra = 3, 3
+	conns := make([]net.Conn, 0, fit+extra)
+	for i := range fit + extra {
+		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		if err != nil {
+			t.Fatalf("dial %d: %v", i, err)
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+		if _, err := fmt.Fprintf(c, "hello %d\n", i); err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	start := time.Now()
+	for i, c := range conns[:fit] {
+		expectLine(t, c, fmt.Sprintf("hello %d\n", i))
+	}
+	// the rest are in the backlog until these close and free descriptors
+	for _, c := range conns[:fit] {
+		_ = c.Close()
+	}
+	for i, c := range conns[fit:] {
+		expectLine(t, c, fmt.Sprintf("hello %d\n", fit+i))
+	}
+	elapsed := time.Since(start)
+	_ = stdin.Close()
+	pauses, err := strconv.Atoi(strings.TrimPrefix(readLine(t, out), "pauses "))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// one pause per loop per acceptPause at most (a spinning loop would
+	// count thousands); slack for the pause in progress when it started
+	limit := (int(elapsed/acceptPause) + 2) * runtime.GOMAXPROCS(0) * 2
+	t.Logf("%d accept pauses in %v (limit %d)", pauses, elapsed.Round(time.Millisecond), limit)
+	if pauses < 1 || pauses > limit {
+		t.Fatalf("%d accept pauses, want 1..%d", pauses, limit)
+	}
+}
+
+func readLine(t *testing.T, r *bufio.Reader) string {
+	t.Helper()
+	done := make(chan struct{})
+	var line string
+	var err error
+	go func() { defer close(done); line, err = r.ReadString('\n') }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("child process said nothing for 30 s")
+	}
+	if err != nil {
+		t.Fatalf("reading from the child: %v", err)
+	}
+	return strings.TrimSpace(line)
+}
+
+func expectLine(t *testing.T, c net.Conn, want string) {
+	t.Helper()
+	got, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil || got != want {
+		t.Fatalf("got %q (%v), want %q", got, err, want)
+	}
+}
+
+// emfileChild serves the parent's connections with a descriptor limit just
+// above what the proxy holds when idle.
+func emfileChild(t *testing.T, backend string) {
+	p := startProxy(t, FrontendConfig{}, BackendConfig{}, newServer("s1", backend))
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	orig := lim
+	// stdin, stdout, stderr, listener, loops, runtime poller...: all open
+	// now. Fill the holes below the highest descriptor (new ones take the
+	// lowest free number) and leave room for three connections of two each.
+	top := maxFD(t)
+	for {
+		fd, err := unix.Open(os.DevNull, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = unix.Close(fd) })
+		if fd > top {
+			top = fd
+			break
+		}
+	}
+	lim.Cur = uint64(top) + 1 + 3*2
+	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	fmt.Printf("addr %s\n", p.addr)
+	_, _ = io.Copy(io.Discard, os.Stdin)
+	var n int64
+	for _, l := range p.ls.engine.loops {
+		n += l.pauses.Load()
+	}
+	_ = unix.Setrlimit(unix.RLIMIT_NOFILE, &orig)
+	fmt.Printf("pauses %d\n", n)
+}
+
+// maxFD is the highest open descriptor (new ones take the lowest free number).
+func maxFD(t *testing.T) int {
+	m := 0
+	for fd := range openFDs(t) {
+		m = max(m, fd)
+	}
+	return m
+}
