@@ -147,7 +147,7 @@ median() { sort -g | awk '{a[NR]=$1} END{print (NR%2)? a[(NR+1)/2] : (a[NR/2]+a[
 
 declare -A R
 scen=()
-for s in "ka-small|/small|" "ka-100k|/100k|" "close-small|/small|-H Connection:close"; do
+for s in "ka-small|/small|" "ka-100k|/100k|" "close-small|/small|close"; do
   [[ -z "${SCENARIOS:-}" || " $SCENARIOS " == *" ${s%%|*} "* ]] && scen+=("$s")
 done
 for ((r=1; r<=ROUNDS; r++)); do
@@ -157,8 +157,13 @@ for ((r=1; r<=ROUNDS; r++)); do
     if (( r % 2 )); then order="pal hap"; else order="hap pal"; fi
     for who in $order; do
       if [ "$who" = pal ]; then port=$PP; pid=$PPID_; else port=$HP; pid=$HPID; fi
-      # shellcheck disable=SC2086
-      res=$(run "$who/$name" "$port" "$pid" "$path" $extra)
+      # wrk needs "Connection: close" with the space, as one argument
+      # (without it wrk keeps the connection open and sends the header raw)
+      if [ "$extra" = close ]; then
+        res=$(run "$who/$name" "$port" "$pid" "$path" -H "Connection: close")
+      else
+        res=$(run "$who/$name" "$port" "$pid" "$path")
+      fi
       R[$who/$name]+="$res"$'\n'
       echo "round $r $name $who: rps=$(cut -d' ' -f1 <<<"$res") p99_us=$(cut -d' ' -f2 <<<"$res") cpu_us/req=$(cut -d' ' -f3 <<<"$res")" >&2
     done
