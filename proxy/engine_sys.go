@@ -1,7 +1,9 @@
 package proxy
 
 import (
+	"net"
 	"net/netip"
+	"strconv"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -123,18 +125,29 @@ func sockaddrOf(ap netip.AddrPort, sa *unix.RawSockaddrAny) (uintptr, int) {
 	switch {
 	case a.Is4():
 		p := (*unix.RawSockaddrInet4)(unsafe.Pointer(sa))
-		p.Family = unix.AF_INET
-		p.Port = htons(ap.Port())
-		p.Addr = a.As4()
+		*p = unix.RawSockaddrInet4{Family: unix.AF_INET, Port: htons(ap.Port()), Addr: a.As4()}
 		return unsafe.Sizeof(*p), unix.AF_INET
 	case a.Is6():
 		p := (*unix.RawSockaddrInet6)(unsafe.Pointer(sa))
-		p.Family = unix.AF_INET6
-		p.Port = htons(ap.Port())
-		p.Addr = a.As16()
+		*p = unix.RawSockaddrInet6{Family: unix.AF_INET6, Port: htons(ap.Port()), Addr: a.As16()}
+		if z := a.Zone(); z != "" { // link-local: the zone names the interface
+			p.Scope_id = zoneIndex(z)
+		}
 		return unsafe.Sizeof(*p), unix.AF_INET6
 	}
 	return 0, 0
+}
+
+// zoneIndex is the interface index of an IPv6 zone (a name or a number);
+// 0 if there is no such interface.
+func zoneIndex(zone string) uint32 {
+	if n, err := strconv.ParseUint(zone, 10, 32); err == nil {
+		return uint32(n)
+	}
+	if ifi, err := net.InterfaceByName(zone); err == nil {
+		return uint32(ifi.Index)
+	}
+	return 0
 }
 
 // ntohs and htons convert the port field, which holds network byte order

@@ -28,7 +28,7 @@ type File struct {
 type Global struct {
 	At
 	Grace   Duration `yaml:"grace" default:"10s" doc:"how long open connections may drain on stop, or when their frontend is removed by a reload"`
-	Threads int      `yaml:"threads" default:"0" min:"0" max:"1024" doc:"OS threads running Go code at once, like HAProxy's nbthread (0 = one per CPU; GOMAXPROCS in the environment wins)"`
+	Threads int      `yaml:"threads" default:"0" min:"0" max:"1024" doc:"OS threads running Go code at once, like HAProxy's nbthread, and the number of tcp event loops (0 = one per CPU; GOMAXPROCS in the environment wins; the event loops keep the count they started with until restart)"`
 	Log     Log      `yaml:"log"`
 	Admin   Admin    `yaml:"admin"`
 }
