@@ -162,6 +162,7 @@ type loop struct {
 
 	cmdMu   sync.Mutex
 	cmds    []func()
+	closed  bool        // the wake eventfd is closed: posts are dropped
 	pending atomic.Bool // a wake is signalled and not consumed
 
 	events   []unix.EpollEvent
@@ -216,15 +217,22 @@ func newLoop(log *slog.Logger) (*loop, error) {
 }
 
 func (l *loop) closeFiles() {
+	l.cmdMu.Lock()
+	l.closed = true
+	l.cmdMu.Unlock()
 	_ = l.file.Close()
 	_ = unix.Close(l.wake)
 }
 
-// post runs fn on the loop's goroutine, soon.
+// post runs fn on the loop's goroutine, soon; after the loop has ended
+// (its sessions are all closed by then) fn is dropped.
 func (l *loop) post(fn func()) {
 	l.cmdMu.Lock()
+	defer l.cmdMu.Unlock() // held over the write: closeFiles cannot close the eventfd under it
+	if l.closed {
+		return
+	}
 	l.cmds = append(l.cmds, fn)
-	l.cmdMu.Unlock()
 	if l.pending.CompareAndSwap(false, true) {
 		one := [8]byte{1}
 		_, _ = unix.Write(l.wake, one[:])
