@@ -41,6 +41,7 @@ const (
 	loopBufPoolCap = 1024
 	flowBudget     = 8 << 20 // bytes one direction reads per turn
 	acceptPause    = 100 * time.Millisecond
+	resourceRetry  = 50 * time.Millisecond
 )
 
 // pausedListener is a listener a loop stopped accepting on after accept

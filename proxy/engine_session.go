@@ -61,6 +61,7 @@ type esession struct {
 
 	toServer, toClient int64
 	connectBy          int64
+	waitUntil          int64 // while waiting for resources: when to give up
 	deadline           int64
 	idx                int
 	done               int  // directions finished
@@ -220,9 +221,14 @@ func (s *esession) connectNext() bool {
 		s.tries++
 		fd, e := rawConnect(srv.AddrPort())
 		if fd < 0 {
+			if localShortage(e) {
+				s.waitResources(srv, e)
+				return true
+			}
 			s.connectFailed(srv, e)
 			continue
 		}
+		s.waitUntil = 0
 		s.srv = srv
 		s.s = end{fd: fd, s: s, last: s.l.now}
 		if err := s.l.register(&s.s); err != nil {
@@ -291,6 +297,38 @@ func (s *esession) early() bool {
 	}
 	s.connectFailed(s.srv, e)
 	return s.connectNext()
+}
+
+// localShortage reports errors of this host, not of the server: out of
+// descriptors, memory or source ports.
+func localShortage(e unix.Errno) bool {
+	switch e {
+	case unix.EMFILE, unix.ENFILE, unix.ENOBUFS, unix.ENOMEM, unix.EADDRNOTAVAIL:
+		return true
+	}
+	return false
+}
+
+// waitResources keeps the client while this host lacks the resources for a
+// server connection: the attempt is undone (the server is not blamed) and
+// tried again every resourceRetry, for up to the connect timeout (5 s
+// without one), before the client is turned away.
+func (s *esession) waitResources(srv *state.Server, e unix.Errno) {
+	srv.Release()
+	s.tried.drop(srv)
+	s.tries--
+	s.state = stConnecting
+	now := s.l.now
+	if s.waitUntil == 0 {
+		to := s.b.cfg.ConnectTimeout
+		if to <= 0 {
+			to = 5 * time.Second
+		}
+		s.waitUntil = now + int64(to)
+		s.f.log.Debug("no resources for a server connection; waiting", "error", e)
+	}
+	s.connectBy = min(now+int64(resourceRetry), s.waitUntil)
+	s.setDeadline(s.connectBy)
 }
 
 func (s *esession) setDeadline(d int64) {
@@ -596,6 +634,12 @@ func (s *esession) timeout() {
 	case stProxyHeader:
 		s.reject(RejectProxyProtocol)
 	case stConnecting:
+		if s.s.fd < 0 { // waiting for resources (waitResources)
+			if s.l.now >= s.waitUntil || !s.connectNext() {
+				s.noServer()
+			}
+			return
+		}
 		s.connectFailed(s.srv, unix.ETIMEDOUT)
 		if !s.connectNext() {
 			s.noServer()
