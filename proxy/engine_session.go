@@ -269,10 +269,14 @@ func (s *esession) early() bool {
 		n, e := rawRead(c.fd, b)
 		if e != 0 || n == 0 {
 			l.putBuf(b)
-			if e == unix.EAGAIN {
+			switch e {
+			case unix.EAGAIN:
 				c.readable = false
-			} else {
-				c.readable = true // EOF or error: the pump sees it once connected
+			case 0, unix.EINTR:
+				c.readable = true // EOF: the pump passes it on once connected
+			default:
+				// a reset reads as EOF once reported: act on it now
+				s.fail(c, e)
 			}
 			return true
 		}

@@ -350,6 +350,40 @@ func TestEngineConnectTimeout(t *testing.T) {
 	})
 }
 
+// TestEngineClientResetWhileConnecting resets the client while its connect
+// to the first server (a black hole) waits for the timeout: the retry's
+// early read sees the reset, and the session must end as client_reset
+// rather than pass a clean end on to the next server and stay open.
+func TestEngineClientResetWhileConnecting(t *testing.T) {
+	t.Parallel()
+	hole := blackHole(t)
+	release := make(chan struct{})
+	live := startServer(t, func(c *net.TCPConn) {
+		_, _ = io.Copy(io.Discard, c)
+		<-release // a server that keeps its side open after the client's end
+	})
+	t.Cleanup(func() { close(release) })
+	holeSrv, liveSrv := newServer("hole", hole), newServer("live", live.addr)
+	p := startProxy(t, FrontendConfig{AccessLog: true},
+		BackendConfig{Balance: "first", Retries: 1, ConnectTimeout: 200 * time.Millisecond}, holeSrv, liveSrv)
+	c := dial(t, p.addr)
+	waitFor(t, "the session connecting", 5*time.Second, func() bool { return p.stats().Current == 1 })
+	if err := c.SetLinger(0); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.Close() // a reset
+	waitFor(t, "the session closed", 5*time.Second, func() bool { return p.stats().Current == 0 })
+	if term := waitConnection(t, p)["termination"]; term != "client_reset" {
+		t.Errorf("termination %q, want client_reset", term)
+	}
+	waitFor(t, "no server connection left", 5*time.Second, func() bool {
+		return liveSrv.Conns() == 0 && holeSrv.Conns() == 0
+	})
+	if r := p.stats().Rejected[RejectNoServer.String()]; r != 0 {
+		t.Errorf("%d no_server rejections, want none", r)
+	}
+}
+
 // waitConnection returns the access log line of the only connection.
 func waitConnection(t *testing.T, p *testProxy) map[string]string {
 	t.Helper()
