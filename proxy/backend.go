@@ -127,19 +127,6 @@ func skipFull(s balance.Server) bool { return s.(*state.Server).Full() }
 
 func (a *attempt) reset() { a.n = 0; a.more = a.more[:0] }
 
-// drop forgets s if it was the last server added.
-func (a *attempt) drop(s balance.Server) {
-	if k := len(a.more); k > 0 {
-		if a.more[k-1] == s {
-			a.more = a.more[:k-1]
-		}
-		return
-	}
-	if a.n > 0 && a.tried[a.n-1] == s {
-		a.n--
-	}
-}
-
 // pick chooses a server not tried yet and acquires a connection slot on it.
 // It returns nil when nothing is left.
 func (b *Backend) pick(hash uint64, a *attempt, skip func(balance.Server) bool) *state.Server {

@@ -95,12 +95,15 @@ func TestAcceptPausesWhenOutOfDescriptors(t *testing.T) {
 	}
 	elapsed := time.Since(start)
 	_ = stdin.Close()
-	var pauses, fails int
-	if _, err := fmt.Sscanf(readLine(t, out), "pauses %d fails %d", &pauses, &fails); err != nil {
+	var pauses, fails, total int
+	if _, err := fmt.Sscanf(readLine(t, out), "pauses %d fails %d total %d", &pauses, &fails, &total); err != nil {
 		t.Fatal(err)
 	}
 	if fails != 0 {
 		t.Errorf("the server was blamed for %d connect failures: descriptors ran out here, not there", fails)
+	}
+	if total != clients {
+		t.Errorf("the server counted %d connections, want %d: a connect postponed for lack of descriptors is one connection", total, clients)
 	}
 	// one pause per loop per acceptPause at most (a spinning loop would
 	// count thousands); slack for the pause in progress when it started
@@ -175,7 +178,8 @@ func emfileChild(t *testing.T, backend string) {
 		n += l.pauses.Load()
 	}
 	_ = unix.Setrlimit(unix.RLIMIT_NOFILE, &orig)
-	fmt.Printf("pauses %d fails %d\n", n, srv.Counters().ConnectFails)
+	c := srv.Counters()
+	fmt.Printf("pauses %d fails %d total %d\n", n, c.ConnectFails, c.Total)
 }
 
 // maxFD is the highest open descriptor (new ones take the lowest free number).

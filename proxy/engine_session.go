@@ -202,23 +202,25 @@ func (s *esession) readHeader() {
 func (s *esession) connectNext() bool {
 	b := s.b
 	for {
-		var srv *state.Server
-		if s.tries == 0 {
-			srv = b.pick(s.hash, &s.tried, skipFull)
-		} else {
-			if s.tries > b.cfg.Retries {
+		srv := s.srv // kept by waitResources: the postponed attempt goes on
+		if srv == nil {
+			if s.tries == 0 {
+				srv = b.pick(s.hash, &s.tried, skipFull)
+			} else {
+				if s.tries > b.cfg.Retries {
+					return false
+				}
+				srv = b.pick(s.hash, &s.tried, s.tried.skip)
+				if srv == nil && s.tried.n > 0 {
+					s.tried.reset()
+					srv = b.pick(s.hash, &s.tried, s.tried.skip)
+				}
+			}
+			if srv == nil {
 				return false
 			}
-			srv = b.pick(s.hash, &s.tried, s.tried.skip)
-			if srv == nil && s.tried.n > 0 {
-				s.tried.reset()
-				srv = b.pick(s.hash, &s.tried, s.tried.skip)
-			}
+			s.tries++
 		}
-		if srv == nil {
-			return false
-		}
-		s.tries++
 		fd, e := rawConnect(srv.AddrPort())
 		if fd < 0 {
 			if localShortage(e) {
@@ -314,13 +316,12 @@ func localShortage(e unix.Errno) bool {
 }
 
 // waitResources keeps the client while this host lacks the resources for a
-// server connection: the attempt is undone (the server is not blamed) and
-// tried again every resourceRetry, for up to the connect timeout (5 s
-// without one), before the client is turned away.
+// server connection: the attempt is postponed (srv keeps the slot it
+// acquired, counted once, and is not blamed) and tried again every
+// resourceRetry, for up to the connect timeout (5 s without one), before
+// the client is turned away.
 func (s *esession) waitResources(srv *state.Server, e unix.Errno) {
-	srv.Release()
-	s.tried.drop(srv)
-	s.tries--
+	s.srv = srv
 	s.state = stConnecting
 	now := s.l.now
 	if s.waitUntil == 0 {
@@ -639,7 +640,11 @@ func (s *esession) timeout() {
 		s.reject(RejectProxyProtocol)
 	case stConnecting:
 		if s.s.fd < 0 { // waiting for resources (waitResources)
-			if s.l.now >= s.waitUntil || !s.connectNext() {
+			if s.l.now >= s.waitUntil {
+				s.srv.Release()
+				s.srv = nil
+				s.noServer()
+			} else if !s.connectNext() {
 				s.noServer()
 			}
 			return
