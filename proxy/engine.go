@@ -100,8 +100,9 @@ func (e *engine) attach(ln *listener) error {
 		ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLEXCLUSIVE, Fd: int32(ln.fd), Pad: markListener}
 		l.lnMu.Lock()
 		l.lns[ln.fd] = ln
+		err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, ln.fd, &ev)
 		l.lnMu.Unlock()
-		if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, ln.fd, &ev); err != nil {
+		if err != nil {
 			for _, l := range e.loops[:i+1] {
 				e.detachOne(l, ln)
 			}
@@ -122,14 +123,14 @@ func (e *engine) detach(ln *listener) {
 }
 
 func (e *engine) detachOne(l *loop, ln *listener) {
+	// in one step under lnMu, so the end of an accept pause (resume)
+	// cannot put ln back in between
+	l.lnMu.Lock()
+	delete(l.lns, ln.fd)
 	_ = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, ln.fd, nil)
+	l.lnMu.Unlock()
 	done := make(chan struct{})
-	l.post(func() {
-		l.lnMu.Lock()
-		delete(l.lns, ln.fd)
-		l.lnMu.Unlock()
-		close(done)
-	})
+	l.post(func() { close(done) }) // an accept in progress on ln is over
 	<-done
 }
 
@@ -453,14 +454,15 @@ func (l *loop) resume() int64 {
 			next = min(next, p.until)
 			continue
 		}
-		l.lnMu.Lock()
-		attached := l.lns[p.ln.fd] == p.ln
-		l.lnMu.Unlock()
-		if attached {
+		var err error
+		l.lnMu.Lock() // held over the add: see detachOne
+		if l.lns[p.ln.fd] == p.ln {
 			ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLEXCLUSIVE, Fd: int32(p.ln.fd), Pad: markListener}
-			if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, p.ln.fd, &ev); err != nil {
-				l.log.Error("resuming a paused listener", "listen", p.ln.addr, "error", err)
-			}
+			err = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, p.ln.fd, &ev)
+		}
+		l.lnMu.Unlock()
+		if err != nil {
+			l.log.Error("resuming a paused listener", "listen", p.ln.addr, "error", err)
 		}
 	}
 	l.paused = kept

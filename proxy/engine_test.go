@@ -640,6 +640,67 @@ func TestListenersSwitchKind(t *testing.T) {
 	}
 }
 
+// onLoop runs fn on l's goroutine and waits for it.
+func onLoop(l *loop, fn func()) {
+	done := make(chan struct{})
+	l.post(func() { fn(); close(done) })
+	<-done
+}
+
+// TestListenerPauseEndsDuringDetach lets a loop's accept pause (EMFILE) end
+// while Apply moves the listener to Go's accept loop: the loop must not put
+// the listener back into its epoll set behind the detach, or the address
+// cannot return to the engine (EEXIST) and is left with no one accepting.
+func TestListenerPauseEndsDuringDetach(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t, func(c *net.TCPConn) { _, _ = io.WriteString(c, "be\n") })
+	p := startProxy(t, FrontendConfig{}, BackendConfig{}, newServer("a", srv.addr))
+	const key = "127.0.0.1:0"
+	p.ls.mu.Lock()
+	ln := p.ls.byAddr[key]
+	p.ls.mu.Unlock()
+	p.ls.engine.mu.Lock()
+	l := p.ls.engine.loops[0] // the first one detach waits for
+	p.ls.engine.mu.Unlock()
+	onLoop(l, func() { l.pause(ln) })
+
+	// hold the loop until detach has posted to it, then end the pause: the
+	// sweep at the end of this turn runs before the detach command
+	entered, release := make(chan struct{}), make(chan struct{})
+	l.post(func() {
+		close(entered)
+		<-release
+		for i := range l.paused {
+			l.paused[i].until = l.now
+		}
+		l.next = l.now
+	})
+	<-entered
+	applied := make(chan error, 1)
+	go func() { applied <- p.ls.Apply(map[string]TCPHandler{key: goHandler{}}) }()
+	waitFor(t, "detach posting to the held loop", 5*time.Second, func() bool {
+		l.cmdMu.Lock()
+		defer l.cmdMu.Unlock()
+		return len(l.cmds) > 0
+	})
+	close(release)
+	if err := <-applied; err != nil {
+		t.Fatal(err)
+	}
+	if got, err := greeting(p.addr); err != nil || got != "go\n" {
+		t.Fatalf("on Go's accept loop: received %q (%v), want go", got, err)
+	}
+	if err := p.ls.Apply(map[string]TCPHandler{key: p.fe}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := greeting(p.addr); err != nil || got != "be\n" {
+		t.Fatalf("back on the engine: received %q (%v), want be", got, err)
+	}
+	if pr := p.logs.problems(); len(pr) > 0 {
+		t.Errorf("warnings logged: %v", pr)
+	}
+}
+
 func TestFrontendDrainForcesClose(t *testing.T) {
 	t.Parallel()
 	for _, wait := range []time.Duration{0, 150 * time.Millisecond} {
