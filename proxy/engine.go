@@ -130,7 +130,16 @@ func (e *engine) detachOne(l *loop, ln *listener) {
 	_ = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, ln.fd, nil)
 	l.lnMu.Unlock()
 	done := make(chan struct{})
-	l.post(func() { close(done) }) // an accept in progress on ln is over
+	l.post(func() { // an accept in progress on ln is over; forget its pause
+		kept := l.paused[:0]
+		for _, p := range l.paused {
+			if p.ln != ln {
+				kept = append(kept, p)
+			}
+		}
+		l.paused = kept
+		close(done)
+	})
 	<-done
 }
 

@@ -701,6 +701,48 @@ func TestListenerPauseEndsDuringDetach(t *testing.T) {
 	}
 }
 
+// TestListenerPauseForgottenOnDetach moves a paused listener to Go's accept
+// loop and back before its pause ends: the end of the pause must not try to
+// add it again (EEXIST, logged as an error).
+func TestListenerPauseForgottenOnDetach(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t, func(c *net.TCPConn) { _, _ = io.WriteString(c, "be\n") })
+	p := startProxy(t, FrontendConfig{}, BackendConfig{}, newServer("a", srv.addr))
+	const key = "127.0.0.1:0"
+	p.ls.mu.Lock()
+	ln := p.ls.byAddr[key]
+	p.ls.mu.Unlock()
+	p.ls.engine.mu.Lock()
+	l := p.ls.engine.loops[0]
+	p.ls.engine.mu.Unlock()
+	onLoop(l, func() {
+		l.pause(ln)
+		l.paused[len(l.paused)-1].until = l.now + int64(time.Hour) // ends when the test says
+	})
+	for _, h := range []TCPHandler{goHandler{}, p.fe} {
+		if err := p.ls.Apply(map[string]TCPHandler{key: h}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	onLoop(l, func() {
+		for i := range l.paused {
+			l.paused[i].until = l.now
+		}
+		l.next = l.now
+	})
+	waitFor(t, "no pause left", 5*time.Second, func() bool {
+		var n int
+		onLoop(l, func() { n = len(l.paused) })
+		return n == 0
+	})
+	if got, err := greeting(p.addr); err != nil || got != "be\n" {
+		t.Fatalf("received %q (%v), want be", got, err)
+	}
+	if pr := p.logs.problems(); len(pr) > 0 {
+		t.Errorf("warnings logged: %v", pr)
+	}
+}
+
 func TestFrontendDrainForcesClose(t *testing.T) {
 	t.Parallel()
 	for _, wait := range []time.Duration{0, 150 * time.Millisecond} {
