@@ -234,8 +234,13 @@ func (s *esession) connectNext() bool {
 		s.srv = srv
 		s.s = end{fd: fd, s: s, last: s.l.now}
 		if err := s.l.register(&s.s); err != nil {
+			// epoll out of memory or watches: a shortage here, not the server's fault
 			rawClose(fd)
 			s.s.fd = -1
+			if en, ok := err.(unix.Errno); ok && (en == unix.ENOMEM || en == unix.ENOSPC) {
+				s.waitResources(srv, en)
+				return true
+			}
 			s.connectFailed(srv, err)
 			continue
 		}
