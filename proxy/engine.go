@@ -42,6 +42,7 @@ const (
 	flowBudget     = 8 << 20 // bytes one direction reads per turn
 	acceptPause    = 100 * time.Millisecond
 	resourceRetry  = 50 * time.Millisecond
+	bytesFlush     = 1 << 20 // a session adds its bytes to the shared counters every MiB
 )
 
 // pausedListener is a listener a loop stopped accepting on after accept

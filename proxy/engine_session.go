@@ -60,6 +60,9 @@ type esession struct {
 	start  time.Time // only with access_log
 
 	toServer, toClient int64
+	flushedIn          int64 // toServer already added to the counters
+	flushedOut         int64
+	flushed            int64 // flushedIn + flushedOut
 	connectBy          int64
 	waitUntil          int64 // while waiting for resources: when to give up
 	deadline           int64
@@ -603,6 +606,25 @@ func (s *esession) moved(src *end, n int) {
 	} else {
 		s.toClient += int64(n)
 	}
+	if s.toServer+s.toClient-s.flushed >= bytesFlush {
+		s.flushBytes()
+	}
+}
+
+// flushBytes adds the bytes moved since the last flush to the frontend's and
+// the server's counters: a long transfer shows up as it goes, not at its end,
+// while short sessions pay for the shared counters once, at close.
+func (s *esession) flushBytes() {
+	in, out := s.toServer-s.flushedIn, s.toClient-s.flushedOut
+	if in == 0 && out == 0 {
+		return
+	}
+	s.f.stats.AddBytes(uint64(in), uint64(out))
+	if s.srv != nil {
+		s.srv.AddBytes(uint64(in), uint64(out))
+	}
+	s.flushedIn, s.flushedOut = s.toServer, s.toClient
+	s.flushed = s.toServer + s.toClient
 }
 
 // fail ends the session after an error on e.
@@ -693,10 +715,9 @@ func (s *esession) close(reason string) {
 		l.closeEnd(e, false)
 	}
 	f := s.f
-	f.stats.AddBytes(uint64(s.toServer), uint64(s.toClient))
+	s.flushBytes()
 	f.stats.current.Add(-1)
 	if s.srv != nil {
-		s.srv.AddBytes(uint64(s.toServer), uint64(s.toClient))
 		s.srv.Release()
 	}
 	f.part(s)

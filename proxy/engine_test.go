@@ -887,3 +887,39 @@ func TestEngineReleasesEverything(t *testing.T) {
 	}
 	goleak.VerifyNone(t, ignore)
 }
+
+// TestEngineBytesCountedDuringTransfer: a long transfer shows up in the
+// frontend's and the server's byte counters while it runs, not only at close.
+func TestEngineBytesCountedDuringTransfer(t *testing.T) {
+	t.Parallel()
+	const size = 8 << 20
+	release := make(chan struct{})
+	srv := startServer(t, func(c *net.TCPConn) {
+		if _, err := c.Write(make([]byte, size)); err != nil {
+			return
+		}
+		<-release // hold the connection open
+	})
+	var once sync.Once
+	done := func() { once.Do(func() { close(release) }) }
+	defer done()
+	server := newServer("s1", srv.addr)
+	p := startProxy(t, FrontendConfig{}, BackendConfig{}, server)
+	c := dial(t, p.addr)
+	if _, err := io.ReadFull(c, make([]byte, size)); err != nil {
+		t.Fatal(err)
+	}
+	// all but the last partial MiB is counted while the session is open
+	waitFor(t, "bytes counted during the transfer", 10*time.Second, func() bool {
+		return p.stats().BytesOut >= size-bytesFlush && server.Counters().BytesIn >= size-bytesFlush
+	})
+	if cur := p.stats().Current; cur != 1 {
+		t.Fatalf("current connections %d, want 1 (still open)", cur)
+	}
+	_ = c.Close()
+	done()
+	waitFor(t, "the session to close", 10*time.Second, func() bool { return p.stats().Current == 0 })
+	if got := p.stats().BytesOut; got != size {
+		t.Fatalf("bytes out %d after close, want exactly %d", got, size)
+	}
+}
