@@ -437,6 +437,11 @@ func (s *esession) event(e *end, ev uint32) {
 		}
 	case stConnecting:
 		if e != &s.s {
+			if ev&unix.EPOLLERR != 0 {
+				// the client reset while we connect: give the slot back now
+				// (a FIN alone is a half-close, passed on once connected)
+				s.fail(e, rawSockError(e.fd))
+			}
 			return
 		}
 		if ev&(unix.EPOLLERR|unix.EPOLLHUP) != 0 {

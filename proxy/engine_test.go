@@ -923,3 +923,24 @@ func TestEngineBytesCountedDuringTransfer(t *testing.T) {
 		t.Fatalf("bytes out %d after close, want exactly %d", got, size)
 	}
 }
+
+// TestEngineClientResetFreesConnectingSlot: a client that resets while the
+// connect is still in progress ends the session at once, giving the
+// server's slot back, instead of holding it for the connect timeout.
+func TestEngineClientResetFreesConnectingSlot(t *testing.T) {
+	t.Parallel()
+	holeSrv := newServer("hole", blackHole(t))
+	p := startProxy(t, FrontendConfig{AccessLog: true},
+		BackendConfig{ConnectTimeout: time.Minute}, holeSrv)
+	c := dial(t, p.addr)
+	waitFor(t, "the session connecting", 5*time.Second, func() bool { return holeSrv.Conns() == 1 })
+	if err := c.SetLinger(0); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.Close() // a reset
+	// well within the minute of the connect timeout
+	waitFor(t, "the slot given back", 10*time.Second, func() bool { return holeSrv.Conns() == 0 && p.stats().Current == 0 })
+	if term := waitConnection(t, p)["termination"]; term != "client_reset" {
+		t.Errorf("termination %q, want client_reset", term)
+	}
+}
