@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"net"
 	"os"
 	"runtime"
 	"sync"
@@ -55,10 +56,11 @@ type pausedListener struct {
 // engine owns the event loops. Its loops start with the first listener
 // attached and end in stop.
 type engine struct {
-	log   *slog.Logger
-	mu    sync.Mutex
-	loops []*loop
-	wg    sync.WaitGroup
+	log     *slog.Logger
+	mu      sync.Mutex
+	loops   []*loop
+	wg      sync.WaitGroup
+	adopted atomic.Uint32 // round robin of adopted connections
 }
 
 func newEngine(log *slog.Logger) *engine { return &engine{log: log} }
@@ -142,6 +144,39 @@ func (e *engine) detachOne(l *loop, ln *listener) {
 		close(done)
 	})
 	<-done
+}
+
+// adopt hands a connection accepted by Go's accept loop to an event loop,
+// for a tcp frontend whose listener could not join the loops. The
+// connection's descriptor is duplicated for the loop and c is closed.
+func (e *engine) adopt(c *net.TCPConn, f *Frontend) error {
+	if err := e.start(); err != nil {
+		return err
+	}
+	client := addrPort(c.RemoteAddr())
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	fd, derr := -1, error(nil)
+	if err := rc.Control(func(s uintptr) { fd, derr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
+		return err
+	}
+	if derr != nil {
+		return fmt.Errorf("duplicating the connection: %w", derr)
+	}
+	_ = c.Close() // the duplicate keeps the socket (non-blocking: the flag is shared)
+	e.mu.Lock()
+	loops := e.loops
+	e.mu.Unlock()
+	if len(loops) > 0 {
+		l := loops[int(e.adopted.Add(1))%len(loops)]
+		if l.post(func() { f.acceptEngine(l, fd, client) }) {
+			return nil
+		}
+	}
+	rawResetClose(fd)
+	return errors.New("the event loops have stopped")
 }
 
 // stop ends the loops: sessions still open are closed (their frontends
@@ -237,18 +272,19 @@ func (l *loop) closeFiles() {
 }
 
 // post runs fn on the loop's goroutine, soon; after the loop has ended
-// (its sessions are all closed by then) fn is dropped.
-func (l *loop) post(fn func()) {
+// (its sessions are all closed by then) fn is dropped and post says false.
+func (l *loop) post(fn func()) bool {
 	l.cmdMu.Lock()
 	defer l.cmdMu.Unlock() // held over the write: closeFiles cannot close the eventfd under it
 	if l.closed {
-		return
+		return false
 	}
 	l.cmds = append(l.cmds, fn)
 	if l.pending.CompareAndSwap(false, true) {
 		one := [8]byte{1}
 		_, _ = unix.Write(l.wake, one[:])
 	}
+	return true
 }
 
 func (l *loop) runCommands() {

@@ -944,3 +944,38 @@ func TestEngineClientResetFreesConnectingSlot(t *testing.T) {
 		t.Errorf("termination %q, want client_reset", term)
 	}
 }
+
+// TestGoAcceptHandsTCPToEngine: a tcp frontend's listener that is served by
+// Go's accept loop (the fallback when epoll refuses it) hands every
+// connection to the event loops.
+func TestGoAcceptHandsTCPToEngine(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t, echo)
+	s := newServer("a", srv.addr)
+	p := startProxy(t, FrontendConfig{}, BackendConfig{}, s)
+	ln, err := listenTCP("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fd, err := listenerFD(ln)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &listener{addr: "fallback", ln: ln, fd: fd, done: make(chan struct{})}
+	l.h.Store(&handlerBox{p.fe})
+	p.ls.wg.Add(1)
+	go p.ls.accept(l)
+	t.Cleanup(func() { _ = ln.Close(); <-l.done })
+	for i := range 20 {
+		if err := exchange(ln.Addr().String(), fmt.Sprintf("adopted %d", i)); err != nil {
+			t.Fatalf("connection %d: %v", i, err)
+		}
+	}
+	waitFor(t, "sessions closed", 5*time.Second, func() bool { return p.stats().Current == 0 })
+	if st := p.stats(); st.Total != 20 || st.BytesIn != st.BytesOut || st.BytesIn == 0 {
+		t.Fatalf("frontend stats %+v, want 20 connections, echoed bytes", st)
+	}
+	if c := s.Counters(); c.Total != 20 {
+		t.Fatalf("server saw %d connections, want 20", c.Total)
+	}
+}

@@ -60,11 +60,15 @@ func engineServes(h TCPHandler) bool {
 // serve starts accepting on l for its current handler's kind.
 func (ls *Listeners) serve(l *listener) error {
 	if engineServes(l.h.Load().h) {
-		if err := ls.engine.attach(l); err != nil {
-			return err
+		err := ls.engine.attach(l)
+		if err == nil {
+			l.onEngine = true
+			return nil
 		}
-		l.onEngine = true
-		return nil
+		// epoll refused the listener (out of memory): Go's accept loop
+		// takes it and hands each connection to the event loops
+		ls.log.Error("attaching a listener to the event loops; accepting with a goroutine instead",
+			"listen", l.addr, "error", err)
 	}
 	l.done = make(chan struct{})
 	ls.wg.Add(1)
@@ -144,9 +148,7 @@ func (ls *Listeners) Apply(want map[string]TCPHandler) error {
 		ls.unserve(l)
 		l.h.Store(&handlerBox{h})
 		if err := ls.serve(l); err != nil {
-			// cannot happen once the loops run; keep the address open
 			ls.log.Error("switching listener", "listen", addr, "error", err)
-			l.h.Store(&handlerBox{h})
 		}
 	}
 	for addr, l := range ls.byAddr {
@@ -224,6 +226,14 @@ func (ls *Listeners) accept(l *listener) {
 		}
 		backoff = 5 * time.Millisecond
 		h := l.h.Load().h
+		if f, ok := h.(*Frontend); ok && f.engineServed() {
+			if err := ls.engine.adopt(c, f); err != nil {
+				ls.log.Error("handing a connection to the event loops", "listen", l.addr, "error", err)
+				_ = c.SetLinger(0)
+				_ = c.Close()
+			}
+			continue
+		}
 		ls.conns.Add(1)
 		go func() { defer ls.conns.Done(); h.ServeTCP(c) }()
 	}
