@@ -1,6 +1,11 @@
 package proxy
 
-import "golang.org/x/sys/unix"
+import (
+	"errors"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
+)
 
 // The engine's copy is HAProxy's splice-auto: a direction starts by reading
 // into a small buffer; as soon as a read fills it (a bulk transfer), it
@@ -13,13 +18,21 @@ import "golang.org/x/sys/unix"
 
 const (
 	copyBufSize = 16 << 10
-	// pipeSize is asked with F_SETPIPE_SZ (the kernel may refuse: then
-	// 64 KiB). 1 MiB (fs.pipe-max-size's default) moves a bulk transfer
-	// with ~37 % less CPU per GB than 256 KiB and 45 % less than 64 KiB on
-	// loopback; an idle pipe holds no pages, and pages in flight are the
-	// socket's own, moved rather than copied.
-	pipeSize     = 1 << 20
-	maxIdlePipes = 256
+	// Pipe sizes are asked with F_SETPIPE_SZ. 1 MiB (fs.pipe-max-size's
+	// default) moves a bulk transfer with ~37 % less CPU per GB than
+	// 256 KiB and 45 % less than 64 KiB on loopback; pages in flight are the
+	// socket's own, moved rather than copied. But an unprivileged user's
+	// pipes are limited in total capacity (fs.pipe-user-pages-soft, 64 MiB
+	// by default; past it the kernel refuses larger pipes and makes new ones
+	// tiny), so new pipes get 1 MiB while all open pipes hold under 16 MiB,
+	// 256 KiB under 40 MiB, then 64 KiB: about 500 pipes fit. A pipe under
+	// minPipeSize is not used (the direction copies through its buffer).
+	pipeSize    = 1 << 20
+	minPipeSize = 64 << 10
+	// maxIdlePipes bounds the pool: 32 MiB of capacity at 1 MiB per pipe,
+	// half the unprivileged default limit, so idle pipes never hold back
+	// the active ones.
+	maxIdlePipes = 32
 )
 
 type pipe struct {
@@ -39,12 +52,36 @@ func getPipe() (*pipe, error) {
 	if err := unix.Pipe2(fds[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
 		return nil, err
 	}
-	p := &pipe{r: fds[0], w: fds[1], size: 64 << 10}
-	if n, err := unix.FcntlInt(uintptr(p.w), unix.F_SETPIPE_SZ, pipeSize); err == nil {
-		p.size = n
+	p := &pipe{r: fds[0], w: fds[1]}
+	for size := pipeWant(); size >= minPipeSize; size /= 4 {
+		if _, err := unix.FcntlInt(uintptr(p.w), unix.F_SETPIPE_SZ, size); err == nil {
+			break
+		}
 	}
+	n, err := unix.FcntlInt(uintptr(p.w), unix.F_GETPIPE_SZ, 0)
+	if err != nil || n < minPipeSize {
+		p.close()
+		return nil, errSmallPipe
+	}
+	p.size = n
+	pipeBytes.Add(int64(n))
 	return p, nil
 }
+
+// pipeBytes is the capacity of all open pipes, pooled or in use.
+var pipeBytes atomic.Int64
+
+func pipeWant() int {
+	switch used := pipeBytes.Load(); {
+	case used < 16<<20:
+		return pipeSize
+	case used < 40<<20:
+		return 256 << 10
+	}
+	return minPipeSize
+}
+
+var errSmallPipe = errors.New("pipe capacity under 64 KiB (fs.pipe-user-pages-soft reached)")
 
 // putPipe returns an empty pipe to the pool; a pipe with data left in it
 // (the write side failed) is closed.
@@ -60,6 +97,7 @@ func putPipe(p *pipe, empty bool) {
 }
 
 func (p *pipe) close() {
+	pipeBytes.Add(-int64(p.size))
 	_ = unix.Close(p.r)
 	_ = unix.Close(p.w)
 }
