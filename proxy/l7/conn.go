@@ -18,8 +18,9 @@ import (
 )
 
 const (
-	stBusy int32 = iota
-	stIdle
+	stBusy  int32 = iota
+	stIdle        // between requests of a keep-alive connection
+	stFresh       // accepted, waiting for its first request
 )
 
 // Reusing an idle server connection risks the server closing it at the same
@@ -126,8 +127,11 @@ func (c *conn) release() {
 	}
 }
 
-// onDrain runs when the ServeConn context is cancelled: an idle connection is
-// woken up and closed; a busy one finishes its request first.
+// onDrain runs when the ServeConn context is cancelled: an idle keep-alive
+// connection is woken up and closed; a busy one finishes its request first,
+// and so does a fresh one (accepted, its first request maybe on the wire):
+// closing it would lose that request, which the client cannot know is safe
+// to retry. Its wait is bounded by timeouts.http_request.
 func (c *conn) onDrain() {
 	c.draining.Store(true)
 	if c.state.Load() == stIdle {
@@ -266,9 +270,13 @@ func (c *conn) readHead() bool {
 			if t := now.Add(d); !deadlineFresh(c.rdl, t, d) {
 				c.readDeadline(t)
 			}
-			c.state.Store(stIdle)
-			if c.draining.Load() {
-				return false
+			if c.served == 0 {
+				c.state.Store(stFresh)
+			} else {
+				c.state.Store(stIdle)
+				if c.draining.Load() {
+					return false
+				}
 			}
 		}
 		if c.rn == len(c.rbuf) {
@@ -525,7 +533,9 @@ func (c *conn) attempt(be *backendRef, srv Server, fresh bool, maxAge time.Durat
 	if u == nil {
 		var err error
 		tDial := time.Now()
-		u, err = h.pool.dial(c.ctx, addr)
+		// not c.ctx: its cancellation means "drain" (finish this request),
+		// not "abandon it"; the dialer's timeout bounds the connect
+		u, err = h.pool.dial(context.WithoutCancel(c.ctx), addr)
 		tSent = time.Now()
 		connectDur = tSent.Sub(tDial)
 		if err == nil && be.sendProxy != 0 {

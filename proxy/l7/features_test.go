@@ -411,40 +411,62 @@ func TestSlowlorisTimeout(t *testing.T) {
 }
 
 // Cancelling the ServeConn context finishes the request in flight (answered
-// with Connection: close) and closes idle keep-alive connections.
+// with Connection: close), closes idle keep-alive connections, and still
+// serves the first request of a connection accepted before it (closing that
+// one would lose a request the client already sent).
 func TestGracefulDrain(t *testing.T) {
 	release := make(chan struct{})
 	var once sync.Once
+	defer once.Do(func() { close(release) })
 	slow := startRaw(t, func(c net.Conn, _ func([]byte)) {
 		br := bufio.NewReader(c)
 		for {
-			if _, err := http.ReadRequest(br); err != nil {
+			req, err := http.ReadRequest(br)
+			if err != nil {
 				return
 			}
-			<-release
+			if req.URL.Path == "/slow" {
+				<-release
+			}
 			c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ndone"))
 		}
 	})
 	s := newFakeServer("s", slow.addr())
 	p := startProxy(t, Config{DefaultBackend: "app"}, fakeBackends{"app": {name: "app", servers: []*fakeServer{s}}})
-	idle, err := net.Dial("tcp", p.addr)
-	if err != nil {
-		t.Fatal(err)
+	dial := func() net.Conn {
+		c, err := net.Dial("tcp", p.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		return c
 	}
-	defer idle.Close()
-	busy, err := net.Dial("tcp", p.addr)
-	if err != nil {
-		t.Fatal(err)
+	get := func(c net.Conn, br *bufio.Reader, path string) *http.Response {
+		t.Helper()
+		fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: a\r\n\r\n", path)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		if b, _ := io.ReadAll(resp.Body); string(b) != "done" {
+			t.Fatalf("GET %s: body %q", path, b)
+		}
+		return resp
 	}
-	defer busy.Close()
-	busy.SetDeadline(time.Now().Add(5 * time.Second))
-	idle.SetDeadline(time.Now().Add(5 * time.Second))
+	idle, fresh, busy := dial(), dial(), dial()
+	ibr := bufio.NewReader(idle)
+	get(idle, ibr, "/fast") // idle now: between keep-alive requests
 	busy.Write([]byte("GET /slow HTTP/1.1\r\nHost: a\r\n\r\n"))
 	waitFor(t, "request at server", func() bool { return s.act.Load() == 1 })
 	p.cancel()
-	// The idle connection is closed promptly.
-	if _, err := idle.Read(make([]byte, 1)); err != io.EOF {
+	// The idle keep-alive connection is closed promptly.
+	if _, err := ibr.ReadByte(); err != io.EOF {
 		t.Fatalf("idle conn: %v", err)
+	}
+	// The fresh connection's first request is served, then it closes.
+	if resp := get(fresh, bufio.NewReader(fresh), "/fast"); !resp.Close {
+		t.Fatal("fresh conn: response without Connection: close during a drain")
 	}
 	once.Do(func() { close(release) })
 	br := bufio.NewReader(busy)
