@@ -260,49 +260,53 @@ func TestReloadRefusedWhileStopping(t *testing.T) {
 // between the event loops and Go's accept loop without closing, and no
 // request fails.
 func TestReloadSwitchesModeOnOneAddress(t *testing.T) {
-	backend := httpServer(t, "web")
-	listen := freeAddr(t)
-	path := tempConfig(t)
-	cfgFor := func(mode string) string {
-		return fmt.Sprintf(`
+	for _, keepAlive := range []bool{false, true} {
+		t.Run(fmt.Sprintf("keepalive=%v", keepAlive), func(t *testing.T) {
+			backend := httpServer(t, "web")
+			listen := freeAddr(t)
+			path := tempConfig(t)
+			cfgFor := func(mode string) string {
+				return fmt.Sprintf(`
 global: {grace: 1s, log: {level: warn}}
 frontends:
   - {name: main, mode: %s, listen: [%q], default_backend: be}
 backends:
   - {name: be, health: {type: none}, servers: [{name: s, address: %q}]}
 `, mode, listen, backend)
-	}
-	writeConfig(t, path, cfgFor("tcp"))
-	r := startDaemon(t, path)
-	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-	defer client.CloseIdleConnections()
-	ld := startLoad(4, 50000, func() error {
-		resp, err := client.Get("http://" + listen + "/")
-		if err != nil {
-			return err
-		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != 200 {
-			return fmt.Errorf("status %d", resp.StatusCode)
-		}
-		return nil
-	})
-	// http→http reloads too: they lost requests once (a fresh connection
-	// closed by the drain before its first request was read; dials made
-	// with the cancelled drain context answered 503)
-	modes := []string{"http", "http", "tcp", "tcp", "http", "http", "tcp", "http"}
-	for i, mode := range modes {
-		ld.waitMore(t, "traffic between reloads", 30)
-		writeConfig(t, path, cfgFor(mode))
-		if err := r.d.Reload(); err != nil {
-			t.Fatalf("reload %d to %s: %v", i, mode, err)
-		}
-	}
-	ld.waitMore(t, "traffic after the last reload", 30)
-	all, failed := ld.finish()
-	t.Logf("%d requests during %d reloads, %d failed", len(all), len(modes), len(failed))
-	if len(failed) > 0 {
-		t.Fatalf("%d requests failed across reloads; first: %v", len(failed), failed[0])
+			}
+			writeConfig(t, path, cfgFor("tcp"))
+			r := startDaemon(t, path)
+			client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: !keepAlive}}
+			defer client.CloseIdleConnections()
+			ld := startLoad(4, 50000, func() error {
+				resp, err := client.Get("http://" + listen + "/")
+				if err != nil {
+					return err
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					return fmt.Errorf("status %d", resp.StatusCode)
+				}
+				return nil
+			})
+			// http→http reloads too: they lost requests once (a fresh connection
+			// closed by the drain before its first request was read; dials made
+			// with the cancelled drain context answered 503)
+			modes := []string{"http", "http", "tcp", "tcp", "http", "http", "tcp", "http"}
+			for i, mode := range modes {
+				ld.waitMore(t, "traffic between reloads", 30)
+				writeConfig(t, path, cfgFor(mode))
+				if err := r.d.Reload(); err != nil {
+					t.Fatalf("reload %d to %s: %v", i, mode, err)
+				}
+			}
+			ld.waitMore(t, "traffic after the last reload", 30)
+			all, failed := ld.finish()
+			t.Logf("%d requests during %d reloads, %d failed", len(all), len(modes), len(failed))
+			if len(failed) > 0 {
+				t.Fatalf("%d requests failed across reloads; first: %v", len(failed), failed[0])
+			}
+		})
 	}
 }
