@@ -182,24 +182,6 @@ func TestRawConnectLoopback(t *testing.T) {
 			t.Errorf("SO_ERROR not cleared by reading it: %v", e)
 		}
 	})
-	t.Run("ipv6 zone", func(t *testing.T) {
-		lo, err := net.InterfaceByName("lo")
-		if err != nil {
-			t.Skip("no lo interface")
-		}
-		for zone, want := range map[string]uint32{"lo": uint32(lo.Index), "7": 7, "no-such-if0": 0} {
-			var sa unix.RawSockaddrAny
-			p := (*unix.RawSockaddrInet6)(unsafe.Pointer(&sa))
-			p.Flowinfo, p.Scope_id = 0xdead, 0xbeef // a reused buffer's stale fields are overwritten
-			in := netip.AddrPortFrom(netip.MustParseAddr("fe80::1").WithZone(zone), 80)
-			if n, _ := sockaddrOf(in, &sa); n != unix.SizeofSockaddrInet6 {
-				t.Fatalf("sockaddrOf(%v) length %d", in, n)
-			}
-			if p.Scope_id != want || p.Flowinfo != 0 {
-				t.Errorf("%v: scope %d flowinfo %d, want scope %d flowinfo 0", in, p.Scope_id, p.Flowinfo, want)
-			}
-		}
-	})
 	t.Run("invalid", func(t *testing.T) {
 		if fd, e := rawConnect(netip.AddrPort{}); fd != -1 || e != unix.EAFNOSUPPORT {
 			t.Errorf("rawConnect(invalid) = %d, %v; want -1, EAFNOSUPPORT", fd, e)
