@@ -21,6 +21,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 
@@ -382,7 +383,7 @@ func (f *Filter) apply(old, c *compiled) error {
 		return err
 	}
 	for _, p := range old.ports {
-		if _, keep := slicesIndex(c.ports, p); keep {
+		if _, keep := slices.BinarySearch(c.ports, p); keep {
 			continue
 		}
 		if err := f.objs.Ports.Delete(p); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
@@ -390,22 +391,6 @@ func (f *Filter) apply(old, c *compiled) error {
 		}
 	}
 	return nil
-}
-
-func slicesIndex(sorted []uint16, p uint16) (int, bool) {
-	lo, hi := 0, len(sorted)
-	for lo < hi {
-		mid := (lo + hi) / 2
-		switch {
-		case sorted[mid] == p:
-			return mid, true
-		case sorted[mid] < p:
-			lo = mid + 1
-		default:
-			hi = mid
-		}
-	}
-	return lo, false
 }
 
 func syncLPM[K comparable](m *ebpf.Map, old, want []K) error {
