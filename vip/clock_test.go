@@ -88,6 +88,30 @@ func (c *manualClock) armed(at time.Time) bool {
 	return false
 }
 
+// runOnClock runs inst until the test ends; the cleanup then stops it,
+// moving clk on while the graceful stop waits (on clk) for a successor.
+func runOnClock(t *testing.T, inst *Instance, clk *manualClock) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		inst.Run(ctx)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		for range 1000 {
+			select {
+			case <-done:
+				return
+			case <-time.After(time.Millisecond):
+				clk.Advance(100 * time.Millisecond)
+			}
+		}
+		t.Error("instance did not stop")
+	})
+}
+
 // TestInstanceInjectedClock drives an instance purely by a manual clock:
 // master-down after exactly 3*interval+skew, then one advert per interval.
 func TestInstanceInjectedClock(t *testing.T) {
@@ -102,25 +126,7 @@ func TestInstanceInjectedClock(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		inst.Run(ctx)
-	}()
-	defer func() {
-		// The graceful stop waits (on this clock) for a successor: move time on.
-		cancel()
-		for range 1000 {
-			select {
-			case <-done:
-				return
-			case <-time.After(time.Millisecond):
-				clk.Advance(100 * time.Millisecond)
-			}
-		}
-		t.Error("instance did not stop")
-	}()
+	runOnClock(t, inst, clk)
 
 	down := t0.Add(MasterDownInterval(100, time.Second))
 	waitFor(t, 2*time.Second, "BACKUP with the master-down timer armed", func() bool {
@@ -167,24 +173,7 @@ func TestInstanceFaultUntilInterfaceOpens(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		inst.Run(ctx)
-	}()
-	defer func() {
-		cancel()
-		for range 1000 {
-			select {
-			case <-done:
-				return
-			case <-time.After(time.Millisecond):
-				clk.Advance(100 * time.Millisecond)
-			}
-		}
-		t.Error("instance did not stop")
-	}()
+	runOnClock(t, inst, clk)
 	waitFor(t, time.Second, "FAULT", func() bool { return inst.Status().State == StateFault })
 	if c := inst.Status().Cause; !strings.Contains(c, "no such interface") {
 		t.Fatalf("cause %q", c)
