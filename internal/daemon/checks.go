@@ -79,8 +79,16 @@ func (c *checks) restart(id string) {
 	}
 }
 
+// checkKey changes when a server's check settings or address do. The agent
+// spec is a pointer, which %+v would print as an address new on every load.
 func checkKey(p serverPlan) string {
-	return fmt.Sprintf("%s|%+v", p.cfg.Address, p.backend.Health.Spec())
+	spec := p.backend.Health.Spec()
+	agent := "none"
+	if spec.Agent != nil {
+		agent = fmt.Sprintf("%+v", *spec.Agent)
+	}
+	spec.Agent = nil
+	return fmt.Sprintf("%s|%+v|%s", p.cfg.Address, spec, agent)
 }
 
 func (c *checks) start(p serverPlan) *checkRunner {
