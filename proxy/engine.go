@@ -29,8 +29,8 @@ import (
 // are pending), so an idle loop holds no thread and a busy one never pays for
 // a blocking system call.
 //
-// Frontends that need a goroutine per connection (http mode, PROXY protocol
-// from clients) keep Go's accept loop; Listeners chooses per listener.
+// Http-mode frontends, which run a goroutine per connection, keep Go's
+// accept loop; Listeners chooses per listener.
 
 const (
 	loopEvents     = 256
@@ -100,10 +100,9 @@ func (e *engine) attach(ln *listener) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for i, l := range e.loops {
-		ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLEXCLUSIVE, Fd: int32(ln.fd), Pad: markListener}
 		l.lnMu.Lock()
 		l.lns[ln.fd] = ln
-		err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, ln.fd, &ev)
+		err := l.addListener(ln)
 		l.lnMu.Unlock()
 		if err != nil {
 			for _, l := range e.loops[:i+1] {
@@ -470,8 +469,8 @@ func (l *loop) accept(lfd int) {
 		}
 		h, ok := ln.h.Load().h.(*Frontend)
 		if !ok || !h.engineServed() {
-			// the listener is moving off the engine: this connection
-			// arrived before the switch and is refused like a full queue
+			// cannot happen: a listener leaves the loops before its
+			// handler changes kind; refused rather than served wrongly
 			rawResetClose(fd)
 			continue
 		}
@@ -479,13 +478,26 @@ func (l *loop) accept(lfd int) {
 	}
 }
 
+// addListener adds ln to the epoll set, level-triggered and exclusive (one
+// loop is woken per connection); the caller holds lnMu.
+func (l *loop) addListener(ln *listener) error {
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLEXCLUSIVE, Fd: int32(ln.fd), Pad: markListener}
+	return unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, ln.fd, &ev)
+}
+
 // pause takes ln out of this loop's epoll set for acceptPause.
 func (l *loop) pause(ln *listener) {
 	_ = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, ln.fd, nil)
 	until := l.now + int64(acceptPause)
 	l.paused = append(l.paused, pausedListener{ln: ln, until: until})
-	if until < l.next {
-		l.next = until
+	l.schedule(until)
+}
+
+// schedule makes the next sweep happen by d (not sooner than sweepSpacing
+// from now, so that staggered deadlines do not make it sweep constantly).
+func (l *loop) schedule(d int64) {
+	if d < l.next {
+		l.next = max(d, l.now+int64(sweepSpacing))
 	}
 }
 
@@ -503,8 +515,7 @@ func (l *loop) resume() int64 {
 		var err error
 		l.lnMu.Lock() // held over the add: see detachOne
 		if l.lns[p.ln.fd] == p.ln {
-			ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLEXCLUSIVE, Fd: int32(p.ln.fd), Pad: markListener}
-			err = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, p.ln.fd, &ev)
+			err = l.addListener(p.ln)
 		}
 		l.lnMu.Unlock()
 		if err != nil {
@@ -519,9 +530,7 @@ func (l *loop) resume() int64 {
 func (l *loop) track(s *esession) {
 	s.idx = len(l.sessions)
 	l.sessions = append(l.sessions, s)
-	if s.deadline < l.next {
-		l.next = max(s.deadline, l.now+int64(sweepSpacing))
-	}
+	l.schedule(s.deadline)
 }
 
 func (l *loop) untrack(s *esession) {

@@ -62,7 +62,6 @@ type esession struct {
 	toServer, toClient int64
 	flushedIn          int64 // toServer already added to the counters
 	flushedOut         int64
-	flushed            int64 // flushedIn + flushedOut
 	connectBy          int64
 	waitUntil          int64 // while waiting for resources: when to give up
 	deadline           int64
@@ -106,8 +105,8 @@ func (f *Frontend) acceptEngine(l *loop, fd int, client netip.AddrPort) {
 		rawClose(fd) // shutting down
 		return
 	}
-	if s.b.cfg.SendProxy != 0 || f.cfg.AcceptProxy {
-		s.local = rawSockName(fd)
+	if s.b.cfg.SendProxy != 0 {
+		s.local = rawSockName(fd) // a PROXY header from the client may replace it
 	}
 	if err := l.register(&s.c); err != nil {
 		l.log.Warn("registering a connection", "error", err)
@@ -346,9 +345,7 @@ func (s *esession) waitResources(srv *state.Server, e unix.Errno) {
 
 func (s *esession) setDeadline(d int64) {
 	s.deadline = d
-	if d < s.l.next {
-		s.l.next = max(d, s.l.now+int64(sweepSpacing))
-	}
+	s.l.schedule(d)
 }
 
 // connectFailed records a failed attempt and releases the server's slot.
@@ -367,11 +364,12 @@ func (s *esession) connectFailed(srv *state.Server, err error) {
 // be sent.
 func (s *esession) connected() bool {
 	if v := s.b.cfg.SendProxy; v != 0 {
+		var b [proxyproto.MaxV1Len]byte // a v2 header for TCP is 52 bytes
 		var hdr []byte
 		if v == 1 {
-			hdr = proxyproto.AppendV1(make([]byte, 0, 108), s.client, s.local)
+			hdr = proxyproto.AppendV1(b[:0], s.client, s.local)
 		} else {
-			hdr = proxyproto.AppendV2(make([]byte, 0, 52), s.client, s.local)
+			hdr = proxyproto.AppendV2(b[:0], s.client, s.local)
 		}
 		if n, e := rawWrite(s.s.fd, hdr); e != 0 || n != len(hdr) {
 			var err error = e
@@ -385,10 +383,7 @@ func (s *esession) connected() bool {
 	s.srv.Succeeded()
 	s.state = stEstablished
 	s.c.last, s.s.last = s.l.now, s.l.now
-	s.deadline = s.computeDeadline()
-	if s.deadline < s.l.next {
-		s.l.next = max(s.deadline, s.l.now+int64(sweepSpacing))
-	}
+	s.setDeadline(s.computeDeadline())
 	s.pump()
 	return true
 }
@@ -611,7 +606,7 @@ func (s *esession) moved(src *end, n int) {
 	} else {
 		s.toClient += int64(n)
 	}
-	if s.toServer+s.toClient-s.flushed >= bytesFlush {
+	if s.toServer-s.flushedIn+s.toClient-s.flushedOut >= bytesFlush {
 		s.flushBytes()
 	}
 }
@@ -629,19 +624,20 @@ func (s *esession) flushBytes() {
 		s.srv.AddBytes(uint64(in), uint64(out))
 	}
 	s.flushedIn, s.flushedOut = s.toServer, s.toClient
-	s.flushed = s.toServer + s.toClient
 }
 
 // fail ends the session after an error on e.
 func (s *esession) fail(e *end, errno unix.Errno) bool {
-	side := "client"
-	if e == &s.s {
-		side = "server"
-	}
-	if errno == unix.ECONNRESET || errno == unix.EPIPE {
-		s.close(side + "_reset")
-	} else {
-		s.close(side + "_error")
+	reset := errno == unix.ECONNRESET || errno == unix.EPIPE
+	switch {
+	case e == &s.c && reset:
+		s.close("client_reset")
+	case e == &s.c:
+		s.close("client_error")
+	case reset:
+		s.close("server_reset")
+	default:
+		s.close("server_error")
 	}
 	return false
 }
@@ -699,8 +695,8 @@ func (s *esession) abort(reason string) {
 	s.l.post(func() { s.close(reason) })
 }
 
-// close ends an established session: both sockets close, buffers and pipes
-// go back, counters and the access log line are written.
+// close ends a session in any state but closed: both sockets close, buffers
+// and pipes go back, counters and the access log line are written.
 func (s *esession) close(reason string) {
 	if s.state == stClosed {
 		return

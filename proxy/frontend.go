@@ -116,14 +116,12 @@ func (f *Frontend) ServeTCP(c *net.TCPConn) {
 		f.reject(c, r)
 		return
 	}
-	f.enter()
-	defer f.leave()
 	lc := &l7Conn{c}
-	if !f.track(lc) {
+	if !f.join(lc) {
 		_ = c.Close()
 		return
 	}
-	defer f.untrack(lc)
+	defer f.part(lc)
 	f.l7.ServeConn(f.ctx, c, client)
 }
 
@@ -139,22 +137,6 @@ type aborter interface{ abort(reason string) }
 type l7Conn struct{ c net.Conn }
 
 func (l *l7Conn) abort(string) { _ = l.c.Close() }
-
-func (f *Frontend) track(s aborter) bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.sessions == nil {
-		return false // closed: shutting down
-	}
-	f.sessions[s] = struct{}{}
-	return true
-}
-
-func (f *Frontend) untrack(s aborter) {
-	f.mu.Lock()
-	delete(f.sessions, s)
-	f.mu.Unlock()
-}
 
 // Drain lets open connections finish until ctx is done, then closes the rest.
 // L7 connections are told to finish their current request and close.
@@ -187,8 +169,8 @@ func (f *Frontend) Drain(ctx context.Context) {
 	<-done
 }
 
-// join counts and tracks an engine session in one step; false once a
-// forced drain has begun.
+// join counts and tracks a connection in one step; false once a forced
+// drain has begun.
 func (f *Frontend) join(s aborter) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -204,22 +186,6 @@ func (f *Frontend) join(s aborter) bool {
 func (f *Frontend) part(s aborter) {
 	f.mu.Lock()
 	delete(f.sessions, s)
-	f.active--
-	if f.active == 0 && f.idle != nil {
-		close(f.idle)
-		f.idle = nil
-	}
-	f.mu.Unlock()
-}
-
-func (f *Frontend) enter() {
-	f.mu.Lock()
-	f.active++
-	f.mu.Unlock()
-}
-
-func (f *Frontend) leave() {
-	f.mu.Lock()
 	f.active--
 	if f.active == 0 && f.idle != nil {
 		close(f.idle)

@@ -58,12 +58,12 @@ func engineServes(h TCPHandler) bool {
 }
 
 // serve starts accepting on l for its current handler's kind.
-func (ls *Listeners) serve(l *listener) error {
+func (ls *Listeners) serve(l *listener) {
 	if engineServes(l.h.Load().h) {
 		err := ls.engine.attach(l)
 		if err == nil {
 			l.onEngine = true
-			return nil
+			return
 		}
 		// epoll refused the listener (out of memory): Go's accept loop
 		// takes it and hands each connection to the event loops
@@ -73,7 +73,6 @@ func (ls *Listeners) serve(l *listener) error {
 	l.done = make(chan struct{})
 	ls.wg.Add(1)
 	go ls.accept(l)
-	return nil
 }
 
 // unserve stops accepting on l without closing it.
@@ -125,13 +124,7 @@ func (ls *Listeners) Apply(want map[string]TCPHandler) error {
 	}
 	for addr, l := range opened {
 		l.h.Store(&handlerBox{want[addr]})
-		if err := ls.serve(l); err != nil {
-			for _, o := range opened {
-				ls.unserve(o)
-				_ = o.ln.Close()
-			}
-			return fmt.Errorf("listening on %s: %w", addr, err)
-		}
+		ls.serve(l)
 	}
 	for addr, h := range want {
 		l, ok := ls.byAddr[addr]
@@ -147,9 +140,7 @@ func (ls *Listeners) Apply(want map[string]TCPHandler) error {
 		// (connections wait in the backlog meanwhile)
 		ls.unserve(l)
 		l.h.Store(&handlerBox{h})
-		if err := ls.serve(l); err != nil {
-			ls.log.Error("switching listener", "listen", addr, "error", err)
-		}
+		ls.serve(l)
 	}
 	for addr, l := range ls.byAddr {
 		if _, ok := want[addr]; !ok {
