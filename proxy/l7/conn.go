@@ -566,7 +566,7 @@ func (c *conn) attempt(be *backendRef, srv Server, fresh bool, maxAge time.Durat
 			c.failStatus, c.failWhy = 502, "sending request failed"
 			return resRetryOther, false
 		}
-		return resFail, c.failAfterPick(be, srv, 502, bodyDone, "sending request failed")
+		return resFail, c.failBeforeResponse(be, srv, 502, bodyDone, "sending request failed")
 	}
 	if !bodyDone {
 		if c.req.Expect100 && c.req.Minor == 1 {
@@ -592,7 +592,7 @@ func (c *conn) attempt(be *backendRef, srv Server, fresh bool, maxAge time.Durat
 			u.nc.Close()
 			srv.Done(Outcome{Aborted: status != 502, BytesIn: c.bytesIn, Connect: connectDur})
 			if status == 502 {
-				return resFail, c.failAfterPick(be, srv, 502, false, why)
+				return resFail, c.failBeforeResponse(be, srv, 502, false, why)
 			}
 			if status > 0 {
 				c.reject(status, why)
@@ -615,7 +615,7 @@ func (c *conn) attempt(be *backendRef, srv Server, fresh bool, maxAge time.Durat
 				c.failStatus, c.failWhy = 502, "server closed the connection without a response"
 				return resRetryOther, false
 			}
-			return resFail, c.failAfterPick(be, srv, 502, bodyDone, "server closed the connection without a response")
+			return resFail, c.failBeforeResponse(be, srv, 502, bodyDone, "server closed the connection without a response")
 		case err == errSilentTimeout && replayable && idem:
 			// HAProxy's retry-on response-timeout: the server said nothing
 			// (stopped, overloaded), so an idempotent request may go elsewhere.
@@ -625,10 +625,10 @@ func (c *conn) attempt(be *backendRef, srv Server, fresh bool, maxAge time.Durat
 			return resRetryOther, false
 		case err == errSilentTimeout, isTimeout(err):
 			srv.Done(Outcome{Timeout: true, BytesIn: c.bytesIn, Connect: connectDur, Response: respDur})
-			return resFail, c.failAfterPick(be, srv, 504, bodyDone, "server timeout")
+			return resFail, c.failBeforeResponse(be, srv, 504, bodyDone, "server timeout")
 		default:
 			srv.Done(Outcome{BadResponse: true, BytesIn: c.bytesIn, Connect: connectDur, Response: respDur})
-			return resFail, c.failAfterPick(be, srv, 502, bodyDone, "bad response: "+err.Error())
+			return resFail, c.failBeforeResponse(be, srv, 502, bodyDone, "bad response: "+err.Error())
 		}
 	}
 	keep, out := c.respond(be, srv, u, sticky)
@@ -656,10 +656,6 @@ func (c *conn) earlyResponse(u *upConn) bool {
 	}
 	c.respAt = time.Now()
 	return c.resp.Status >= 200
-}
-
-func (c *conn) failAfterPick(be *backendRef, srv Server, status int, bodyDone bool, why string) bool {
-	return c.failBeforeResponse(be, srv, status, bodyDone, why)
 }
 
 var continue100 = []byte("HTTP/1.1 100 Continue\r\n\r\n")
@@ -800,7 +796,8 @@ func (c *conn) readResponseHead(u *upConn) error {
 			n, err := http1.ParseResponse(c.ubuf[:c.un], &c.resp, 65536)
 			if err == nil {
 				if c.resp.Status >= 200 || c.resp.Status == 101 {
-					return c.keepHeadLen(n)
+					c.respHeadLen = n
+					return nil
 				}
 				c.un = copy(c.ubuf, c.ubuf[n:c.un])
 				continue
@@ -836,9 +833,6 @@ func (c *conn) readResponseHead(u *upConn) error {
 		}
 	}
 }
-
-// respHead is the length of the parsed response head in ubuf.
-func (c *conn) keepHeadLen(n int) error { c.respHeadLen = n; return nil }
 
 // appendLocation builds a redirect target: the request URL with the parts set
 // in rd replaced.
