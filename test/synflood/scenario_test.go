@@ -276,9 +276,14 @@ func runScenario(t *testing.T, sc scenario) result {
 		maxPer := int(sc.duration/sc.interval) + 1
 		st = runClients(tp.client, dst.String(), sc, stop, maxPer)
 	}()
+	// Also on failure: no client may outlive the test (and its namespaces).
+	stopClients := sync.OnceFunc(func() {
+		close(stop)
+		<-clientsDone
+	})
+	t.Cleanup(stopClients)
 	res.sent, _ = fl.wait(t)
-	close(stop)
-	<-clientsDone
+	stopClients()
 	res.elapsed = time.Since(start)
 
 	soft1, err := softirqSeconds()
