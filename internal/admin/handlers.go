@@ -219,14 +219,7 @@ func (s *Server) reload(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, api.ReloadResponse{OK: true})
 		return
 	}
-	var msgs []string
-	if es := config.AsErrors(err); len(es) > 0 {
-		for _, e := range es {
-			msgs = append(msgs, e.Error())
-		}
-	} else {
-		msgs = []string{err.Error()}
-	}
+	msgs := config.Messages(err)
 	s.log.Warn("admin API: reload failed", "by", by, "errors", len(msgs), "first", msgs[0])
 	writeJSON(w, http.StatusUnprocessableEntity, api.ReloadResponse{OK: false, Errors: msgs})
 }

@@ -80,6 +80,20 @@ func AsErrors(err error) Errors {
 	return nil
 }
 
+// Messages returns the text of each config error in err, or err's own text
+// when it holds none.
+func Messages(err error) []string {
+	es := AsErrors(err)
+	if len(es) == 0 {
+		return []string{err.Error()}
+	}
+	out := make([]string, len(es))
+	for i, e := range es {
+		out[i] = e.Error()
+	}
+	return out
+}
+
 type scalarDecoder interface{ decodeScalar(string) error }
 
 var (

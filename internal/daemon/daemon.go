@@ -193,14 +193,7 @@ func (d *Daemon) Reload() error {
 		d.metrics.reloaded(d.last.Load())
 		return nil
 	}
-	res := &ReloadResult{At: time.Now()}
-	if es := config.AsErrors(err); es != nil {
-		for _, e := range es {
-			res.Errors = append(res.Errors, e.Error())
-		}
-	} else {
-		res.Errors = []string{err.Error()}
-	}
+	res := &ReloadResult{At: time.Now(), Errors: config.Messages(err)}
 	for _, e := range res.Errors {
 		d.log.Error("config not loaded", "error", e)
 	}
