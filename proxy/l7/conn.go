@@ -404,7 +404,7 @@ func (c *conn) redirect(rd *Redirect, host []byte) bool {
 	c.wbuf = b
 	err := c.writeClient(b)
 	c.h.none.observe(rd.Code, time.Since(c.start).Seconds())
-	c.accessLog(nil, nil, rd.Code, 0, 0)
+	c.accessLog(nil, nil, rd.Code)
 	c.roff += c.headLen
 	return keep && err == nil
 }
@@ -511,7 +511,7 @@ func (c *conn) failBeforeResponse(be *backendRef, srv Server, status int, bodyDo
 	}
 	c.h.log.Warn("request failed", "backend", be.name, "server", sname, "status", status, "reason", why,
 		"method", string(c.logMethod), "path", string(c.logPath))
-	c.accessLog(be, srv, status, 0, 0)
+	c.accessLog(be, srv, status)
 	return keep
 }
 

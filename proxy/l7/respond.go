@@ -538,11 +538,13 @@ func appendErrorResponse(b []byte, status int, closeConn bool) []byte {
 	return append(b, "\n</body></html>\n"...)
 }
 
-func (c *conn) accessLog(be *backendRef, srv Server, status int, connect, response time.Duration) {
+// accessLog logs a request answered without a response from a server (no
+// queue, connect or response times).
+func (c *conn) accessLog(be *backendRef, srv Server, status int) {
 	if !c.h.cfg.AccessLog {
 		return
 	}
-	c.accessLogTimes(be, srv, status, 0, connect, response)
+	c.accessLogTimes(be, srv, status, 0, 0, 0)
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
