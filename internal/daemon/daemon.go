@@ -183,10 +183,8 @@ func (d *Daemon) Reload() error {
 	}
 	err := d.reload()
 	if err == nil {
-		cfg := d.cur.Load().cfg
-		setThreads(cfg.Global.Threads)
 		if d.opts.Level != nil {
-			if l, err := logging.ParseLevel(cfg.Global.Log.Level); err == nil {
+			if l, err := logging.ParseLevel(d.cur.Load().cfg.Global.Log.Level); err == nil {
 				d.opts.Level.Set(l)
 			}
 		}
