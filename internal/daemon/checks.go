@@ -99,14 +99,7 @@ func (c *checks) start(p serverPlan) *checkRunner {
 	r := &checkRunner{key: checkKey(p), cancel: cancel}
 	addr := srv.Addr
 	if spec.Port != 0 {
-		port := strconv.Itoa(spec.Port)
-		addr = func() string {
-			h, _, err := net.SplitHostPort(srv.Addr())
-			if err != nil {
-				return ""
-			}
-			return net.JoinHostPort(h, port)
-		}
+		addr = addrWithPort(srv, spec.Port)
 	}
 	if spec.Type != healthcheck.TypeNone {
 		chk, err := healthcheck.New(spec, addr)
@@ -136,13 +129,7 @@ func (c *checks) start(p serverPlan) *checkRunner {
 		go func() { defer r.wg.Done(); sched.Run(ctx) }()
 	}
 	if spec.Agent != nil {
-		ac, err := healthcheck.NewAgentChecker(*spec.Agent, func() string {
-			h, _, err := net.SplitHostPort(srv.Addr())
-			if err != nil {
-				return ""
-			}
-			return net.JoinHostPort(h, strconv.Itoa(spec.Agent.Port))
-		})
+		ac, err := healthcheck.NewAgentChecker(*spec.Agent, addrWithPort(srv, spec.Agent.Port))
 		if err == nil {
 			ar := healthcheck.NewAgentRunner(ac, spec.Agent.Interval, spec.Timeout, healthcheck.Options{},
 				func(ev healthcheck.AgentEvent) { c.agent(srv, ev) })
@@ -153,6 +140,19 @@ func (c *checks) start(p serverPlan) *checkRunner {
 		}
 	}
 	return r
+}
+
+// addrWithPort returns the server's current address with its port replaced
+// ("" until the address is resolved).
+func addrWithPort(srv *state.Server, port int) func() string {
+	p := strconv.Itoa(port)
+	return func() string {
+		h, _, err := net.SplitHostPort(srv.Addr())
+		if err != nil {
+			return ""
+		}
+		return net.JoinHostPort(h, p)
+	}
 }
 
 func (c *checks) report(srv *state.Server, spec healthcheck.Spec, ev healthcheck.Event) {
