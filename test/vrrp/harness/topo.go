@@ -15,6 +15,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -290,29 +291,37 @@ func (d *Dialer) AskAddr(addr netip.Addr, timeout time.Duration) (string, error)
 	return "", err
 }
 
-// dial creates the socket inside the client namespace: the calling thread
-// is moved there for the socket() call only.
+// dial creates the socket inside the client namespace.
 func (d *Dialer) dial(addr netip.Addr, timeout time.Duration) (net.Conn, error) {
+	return openIn(d.ns, func() (net.Conn, error) {
+		return net.DialTimeout("tcp4", netip.AddrPortFrom(addr, ServicePort).String(), timeout)
+	})
+}
+
+// openIn runs open with the calling thread moved into ns, for the socket()
+// call only. If the thread cannot be moved back it stays locked (it dies
+// with its goroutine) and what open returned is closed.
+func openIn[T io.Closer](ns netns.NsHandle, open func() (T, error)) (T, error) {
+	var zero T
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	orig, err := netns.Get()
 	if err != nil {
-		return nil, err
+		return zero, err
 	}
 	defer orig.Close()
-	if err := netns.Set(d.ns); err != nil {
-		return nil, err
+	if err := netns.Set(ns); err != nil {
+		return zero, err
 	}
-	c, err := net.DialTimeout("tcp4", netip.AddrPortFrom(addr, ServicePort).String(), timeout)
+	v, err := open()
 	if serr := netns.Set(orig); serr != nil {
-		// The thread cannot be trusted any more; keep it locked so it dies with the goroutine.
-		runtime.LockOSThread()
-		if c != nil {
-			c.Close()
+		runtime.LockOSThread() // never reuse this thread
+		if err == nil {
+			v.Close()
 		}
-		return nil, fmt.Errorf("restoring namespace: %w", serr)
+		return zero, fmt.Errorf("restoring namespace: %w", serr)
 	}
-	return c, err
+	return v, err
 }
 
 // WaitFor polls cond every 2ms until it holds or d passes.
@@ -337,25 +346,7 @@ type AdvertWatcher struct {
 // WatchAdverts opens a raw protocol-112 socket in the client namespace,
 // joined to 224.0.0.18 on its eth0.
 func (d *Dialer) WatchAdverts() (*AdvertWatcher, error) {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		return nil, err
-	}
-	defer orig.Close()
-	if err := netns.Set(d.ns); err != nil {
-		return nil, err
-	}
-	w, werr := openWatcher()
-	if err := netns.Set(orig); err != nil {
-		runtime.LockOSThread() // never reuse this thread
-		if w != nil {
-			w.Close()
-		}
-		return nil, fmt.Errorf("restoring namespace: %w", err)
-	}
-	return w, werr
+	return openIn(d.ns, openWatcher)
 }
 
 func openWatcher() (*AdvertWatcher, error) {
