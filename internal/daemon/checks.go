@@ -119,9 +119,8 @@ func (c *checks) start(p serverPlan) *checkRunner {
 		sched := healthcheck.NewScheduler(chk, spec.Timing(), healthcheck.Options{Start: start, Immediate: start == healthcheck.StateUnknown},
 			func(ev healthcheck.Event) { c.report(srv, spec, ev) })
 		if spec.Passive.MaxFails > 0 {
-			srv.SetPassive(healthcheck.NewPassive(spec.Passive, nil, func(reason string) {
-				sched.ForceDown("passive: " + reason)
-			}))
+			// the reason already reads "passive: ..."
+			srv.SetPassive(healthcheck.NewPassive(spec.Passive, nil, sched.ForceDown))
 		} else {
 			srv.SetPassive(nil)
 		}
