@@ -551,10 +551,7 @@ func (c *conn) attempt(be *backendRef, srv Server, fresh bool, maxAge time.Durat
 			return resRetryOther, false
 		}
 	}
-	if t := tSent.Add(h.cfg.Timeouts.Server); !deadlineFresh(u.dl, t, h.cfg.Timeouts.Server) {
-		u.dl = t
-		u.nc.SetDeadline(t)
-	}
+	u.armDeadline(tSent, h.cfg.Timeouts.Server)
 	if _, err := u.nc.Write(c.obuf); err != nil {
 		u.nc.Close()
 		if u.reused {
@@ -599,6 +596,9 @@ func (c *conn) attempt(be *backendRef, srv Server, fresh bool, maxAge time.Durat
 			}
 			return resFail, false
 		}
+		// The wait for the response starts now, not when the head was sent:
+		// a long upload is not server inactivity.
+		u.armDeadline(time.Now(), h.cfg.Timeouts.Server)
 	}
 	err := c.readResponseHead(u)
 	c.respAt = time.Now()

@@ -167,3 +167,40 @@ func TestEarlyResponseDuringUpload(t *testing.T) {
 type zeros struct{}
 
 func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }
+
+// timeouts.server is server inactivity: an upload that lasts longer than it
+// (the client pacing its body, the server reading along) still gets the
+// response, whether the body is sized or chunked.
+func TestSlowUploadLongerThanServerTimeout(t *testing.T) {
+	_, s1 := goBackend(t, "s1")
+	p := startProxy(t, Config{DefaultBackend: "app", Timeouts: Timeouts{Server: 200 * time.Millisecond}},
+		fakeBackends{"app": {name: "app", servers: []*fakeServer{s1}}})
+	for _, chunked := range []bool{false, true} {
+		c, err := net.Dial("tcp", p.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		head, piece := "POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 6\r\n\r\n", "x"
+		if chunked {
+			head, piece = "POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n", "1\r\nx\r\n"
+		}
+		c.Write([]byte(head))
+		for i := 0; i < 6; i++ {
+			time.Sleep(100 * time.Millisecond) // a slow client: 600ms of body, 3x the server timeout
+			c.Write([]byte(piece))
+		}
+		if chunked {
+			c.Write([]byte("0\r\n\r\n"))
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 || string(b) != "POST 6 " {
+			t.Fatalf("chunked=%v: %d %q", chunked, resp.StatusCode, b)
+		}
+	}
+}

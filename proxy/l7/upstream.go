@@ -18,6 +18,15 @@ type upConn struct {
 	dl        time.Time // last deadline set (see deadlineFresh)
 }
 
+// armDeadline sets the read and write deadline to now+d, unless the last one
+// set may stand in for it (deadlineFresh).
+func (u *upConn) armDeadline(now time.Time, d time.Duration) {
+	if t := now.Add(d); !deadlineFresh(u.dl, t, d) {
+		u.dl = t
+		u.nc.SetDeadline(t)
+	}
+}
+
 // pool keeps idle keep-alive connections per server address (LIFO, so the
 // warmest connection is reused and the surplus ages out).
 type pool struct {
