@@ -97,11 +97,8 @@ func readPolicy(tokenFile string) (*policy, error) {
 		return p, nil
 	}
 	tok, err := config.ReadToken(tokenFile)
-	if err != nil {
+	if err != nil { // an empty file is an error too
 		return nil, fmt.Errorf("admin token_file: %w", err)
-	}
-	if tok == "" {
-		return nil, fmt.Errorf("admin token_file %s is empty", tokenFile)
 	}
 	p.token, p.hasToken = sha256.Sum256([]byte(tok)), true
 	return p, nil
