@@ -133,9 +133,7 @@ func (c *conn) respond(be *backendRef, srv Server, u *upConn, sticky Server) (bo
 				if c.chunk.Done() && k < n {
 					upKeep = false
 				}
-				now := time.Now()
-				u.nc.SetReadDeadline(now.Add(h.cfg.Timeouts.Server))
-				u.dl = time.Time{}
+				u.armDeadline(time.Now(), h.cfg.Timeouts.Server)
 				continue
 			}
 			if err != nil {
@@ -149,14 +147,11 @@ func (c *conn) respond(be *backendRef, srv Server, u *upConn, sticky Server) (bo
 			n, err := u.nc.Read(c.ubuf)
 			if n > 0 {
 				out += int64(n)
-				if _, werr := c.nc.Write(c.ubuf[:n]); werr != nil {
+				if werr := c.writeClient(c.ubuf[:n]); werr != nil {
 					break
 				}
 				c.bytesOut += int64(n)
-				now := time.Now()
-				u.nc.SetReadDeadline(now.Add(h.cfg.Timeouts.Server))
-				u.dl = time.Time{}
-				c.writeDeadline(now.Add(h.cfg.Timeouts.Client))
+				u.armDeadline(time.Now(), h.cfg.Timeouts.Server)
 			}
 			if err != nil {
 				break
