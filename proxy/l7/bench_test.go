@@ -11,7 +11,7 @@ import (
 // fixedServer answers every request head (no request bodies) with resp; it
 // allocates nothing per request so benchmarks count the proxy only.
 func fixedServer(tb testing.TB, resp []byte) *rawServer {
-	return startRaw(tb, func(c net.Conn, _ func([]byte)) {
+	return startRaw(tb, func(c net.Conn) {
 		c.SetDeadline(zeroTime)
 		buf := make([]byte, 64<<10)
 		n := 0

@@ -133,7 +133,7 @@ func TestRedirects(t *testing.T) {
 func TestHeaderRewriting(t *testing.T) {
 	srv, rec := recordingBackend(t)
 	be := &fakeBackend{name: "app", servers: []*fakeServer{newFakeServer("s1", srv.addr())}}
-	respSrv := startRaw(t, func(c net.Conn, _ func([]byte)) {
+	respSrv := startRaw(t, func(c net.Conn) {
 		br := bufio.NewReader(c)
 		if _, err := http.ReadRequest(br); err != nil {
 			return
@@ -203,11 +203,11 @@ func TestHeaderRewriting(t *testing.T) {
 }
 
 func TestErrorsFromServers(t *testing.T) {
-	garbage := startRaw(t, func(c net.Conn, _ func([]byte)) {
+	garbage := startRaw(t, func(c net.Conn) {
 		http.ReadRequest(bufio.NewReader(c))
 		c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 7\r\n\r\nhello"))
 	})
-	hang := startRaw(t, func(c net.Conn, _ func([]byte)) {
+	hang := startRaw(t, func(c net.Conn) {
 		http.ReadRequest(bufio.NewReader(c))
 		io.Copy(io.Discard, c) // never answers
 	})
@@ -260,8 +260,8 @@ func TestErrorsFromServers(t *testing.T) {
 // connections dropped without a response are retried on the other server.
 func TestRetriesUnderLoad(t *testing.T) {
 	var killed atomic.Bool
-	handler := func(name string) func(c net.Conn, _ func([]byte)) {
-		return func(c net.Conn, _ func([]byte)) {
+	handler := func(name string) func(c net.Conn) {
+		return func(c net.Conn) {
 			br := bufio.NewReader(c)
 			for {
 				if _, err := http.ReadRequest(br); err != nil {
@@ -327,7 +327,7 @@ func TestRetriesUnderLoad(t *testing.T) {
 // A POST is not retried once it may have reached the server.
 func TestNonIdempotentNotRetried(t *testing.T) {
 	var hits atomic.Int64
-	srv := startRaw(t, func(c net.Conn, _ func([]byte)) {
+	srv := startRaw(t, func(c net.Conn) {
 		br := bufio.NewReader(c)
 		req, err := http.ReadRequest(br)
 		if err != nil {
@@ -354,8 +354,6 @@ func TestNonIdempotentNotRetried(t *testing.T) {
 func TestCookieStickinessAndURIHash(t *testing.T) {
 	srvA, _ := goBackend(t, "a")
 	srvB, _ := goBackend(t, "b")
-	_ = srvA
-	_ = srvB
 	sa := newFakeServer("a", srvA.Listener.Addr().String())
 	sb := newFakeServer("b", srvB.Listener.Addr().String())
 	be := &fakeBackend{name: "app", servers: []*fakeServer{sa, sb}, cookie: "SRV"}
@@ -418,7 +416,7 @@ func TestGracefulDrain(t *testing.T) {
 	release := make(chan struct{})
 	var once sync.Once
 	defer once.Do(func() { close(release) })
-	slow := startRaw(t, func(c net.Conn, _ func([]byte)) {
+	slow := startRaw(t, func(c net.Conn) {
 		br := bufio.NewReader(c)
 		for {
 			req, err := http.ReadRequest(br)

@@ -2,10 +2,8 @@ package l7
 
 import (
 	"context"
-	"io"
 	"log/slog"
 	"net"
-	"net/netip"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -18,7 +16,6 @@ type fakeServer struct {
 	addr atomic.Value // string
 	mu   sync.Mutex
 	outs []Outcome
-	down atomic.Bool
 	act  atomic.Int64
 }
 
@@ -65,7 +62,7 @@ func (b *fakeBackend) Pick(hash uint64, tried *Tried) Server {
 	}
 	for i := 0; i < n; i++ {
 		s := b.servers[(start+i)%n]
-		if s.down.Load() || tried.Has(s) {
+		if tried.Has(s) {
 			continue
 		}
 		s.act.Add(1)
@@ -75,7 +72,7 @@ func (b *fakeBackend) Pick(hash uint64, tried *Tried) Server {
 }
 func (b *fakeBackend) PickByName(name string) Server {
 	for _, s := range b.servers {
-		if s.name == name && !s.down.Load() {
+		if s.name == name {
 			s.act.Add(1)
 			return s
 		}
@@ -102,7 +99,6 @@ type proxy struct {
 	addr   string
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
-	ctx    context.Context
 }
 
 func testLogger(t testing.TB) *slog.Logger {
@@ -134,7 +130,7 @@ func serveHandler(t testing.TB, h *Handler) *proxy {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	p := &proxy{h: h, ln: ln, addr: ln.Addr().String(), cancel: cancel, ctx: ctx}
+	p := &proxy{h: h, ln: ln, addr: ln.Addr().String(), cancel: cancel}
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
@@ -162,17 +158,13 @@ func (p *proxy) stop() {
 	p.h.Close()
 }
 
-// rawServer is a TCP server that records every byte it receives and answers
-// each connection with respond (called per connection).
+// rawServer is a TCP server that serves each connection with handle.
 type rawServer struct {
-	ln    net.Listener
-	mu    sync.Mutex
-	got   []byte
-	wg    sync.WaitGroup
-	conns atomic.Int64
+	ln net.Listener
+	wg sync.WaitGroup
 }
 
-func startRaw(t testing.TB, handle func(c net.Conn, rec func([]byte))) *rawServer {
+func startRaw(t testing.TB, handle func(c net.Conn)) *rawServer {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -186,17 +178,12 @@ func startRaw(t testing.TB, handle func(c net.Conn, rec func([]byte))) *rawServe
 			if err != nil {
 				return
 			}
-			s.conns.Add(1)
 			s.wg.Add(1)
 			go func() {
 				defer s.wg.Done()
 				defer c.Close()
 				c.SetDeadline(time.Now().Add(10 * time.Second))
-				handle(c, func(b []byte) {
-					s.mu.Lock()
-					s.got = append(s.got, b...)
-					s.mu.Unlock()
-				})
+				handle(c)
 			}()
 		}
 	}()
@@ -205,11 +192,6 @@ func startRaw(t testing.TB, handle func(c net.Conn, rec func([]byte))) *rawServe
 }
 
 func (s *rawServer) addr() string { return s.ln.Addr().String() }
-func (s *rawServer) received() []byte {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]byte(nil), s.got...)
-}
 
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
@@ -223,6 +205,3 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 }
 
 var zeroTime time.Time
-
-var _ = io.EOF
-var _ = netip.AddrPort{}

@@ -13,7 +13,7 @@ import (
 
 // scripted answers each request with the response chosen by its path.
 func scripted(t *testing.T, responses map[string]string) *fakeServer {
-	srv := startRaw(t, func(c net.Conn, _ func([]byte)) {
+	srv := startRaw(t, func(c net.Conn) {
 		br := bufio.NewReader(c)
 		for {
 			req, err := http.ReadRequest(br)
@@ -127,7 +127,7 @@ func TestExpectContinue(t *testing.T) {
 // connection open, gets its answer through once the upload stalls.
 func TestEarlyResponseDuringUpload(t *testing.T) {
 	release := make(chan struct{})
-	srv := startRaw(t, func(c net.Conn, _ func([]byte)) {
+	srv := startRaw(t, func(c net.Conn) {
 		br := bufio.NewReader(c)
 		if _, err := http.ReadRequest(br); err != nil {
 			return

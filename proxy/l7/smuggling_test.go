@@ -54,7 +54,7 @@ func (t teeConn) Read(p []byte) (int, error) {
 // recordingBackend parses requests with net/http and answers 200 "ok".
 func recordingBackend(t *testing.T) (*rawServer, *recorder) {
 	rec := &recorder{}
-	srv := startRaw(t, func(c net.Conn, _ func([]byte)) {
+	srv := startRaw(t, func(c net.Conn) {
 		br := bufio.NewReader(teeConn{c, rec})
 		for {
 			req, err := http.ReadRequest(br)

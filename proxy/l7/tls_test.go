@@ -201,7 +201,7 @@ func TestCurl(t *testing.T) {
 }
 
 func TestWebSocketUpgrade(t *testing.T) {
-	ws := startRaw(t, func(c net.Conn, _ func([]byte)) {
+	ws := startRaw(t, func(c net.Conn) {
 		br := bufio.NewReader(c)
 		req, err := http.ReadRequest(br)
 		if err != nil {
