@@ -130,9 +130,7 @@ func (hr *h2Request) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		out.Header.Set("X-Forwarded-Proto", "https")
 		out.Header.Set("X-Forwarded-Host", r.Host)
-		var fb []byte
-		c := conn{client: hr.client, isTLS: true}
-		fb = c.appendForwarded(fb, host)
+		fb := appendForwarded(nil, hr.client, host, true)
 		if prior := out.Header.Values("Forwarded"); len(prior) > 0 {
 			out.Header.Set("Forwarded", strings.Join(prior, ", ")+", "+string(fb))
 		} else {

@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"sync"
 	"time"
@@ -287,7 +288,7 @@ func (c *conn) buildRequest(b []byte, host []byte) []byte {
 				b = append(b, ": "...)
 				b = append(b, hd.Value...)
 				b = append(b, ", "...)
-				b = c.appendForwarded(b, host)
+				b = appendForwarded(b, c.client, host, c.isTLS)
 				b = append(b, "\r\n"...)
 				continue
 			}
@@ -345,7 +346,7 @@ func (c *conn) buildRequest(b []byte, host []byte) []byte {
 		}
 		if lastFwd < 0 {
 			b = append(b, "Forwarded: "...)
-			b = c.appendForwarded(b, host)
+			b = appendForwarded(b, c.client, host, c.isTLS)
 			b = append(b, "\r\n"...)
 		}
 	}
@@ -358,8 +359,9 @@ func (c *conn) buildRequest(b []byte, host []byte) []byte {
 	return append(b, "\r\n"...)
 }
 
-func (c *conn) appendForwarded(b, host []byte) []byte {
-	a := c.client.Addr().Unmap()
+// appendForwarded appends one Forwarded element (RFC 7239) for client.
+func appendForwarded(b []byte, client netip.AddrPort, host []byte, isTLS bool) []byte {
+	a := client.Addr().Unmap()
 	b = append(b, "for="...)
 	if a.Is6() {
 		b = append(b, "\"["...)
@@ -373,7 +375,7 @@ func (c *conn) appendForwarded(b, host []byte) []byte {
 		b = append(b, host...)
 		b = append(b, '"')
 	}
-	if c.isTLS {
+	if isTLS {
 		return append(b, ";proto=https"...)
 	}
 	return append(b, ";proto=http"...)
