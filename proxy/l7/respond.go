@@ -307,9 +307,7 @@ func (c *conn) buildRequest(b []byte, host []byte) []byte {
 		b = append(b, hd.Value...)
 		b = append(b, "\r\n"...)
 	}
-	if !hasHost {
-		// nothing
-	} else if len(req.Host) == 0 {
+	if hasHost && len(req.Host) == 0 {
 		b = append(b, "Host: "...)
 		b = append(b, req.Authority()...)
 		b = append(b, "\r\n"...)
