@@ -110,7 +110,7 @@ type compiledRules struct {
 func compileRules(r HeaderRules, what string) (compiledRules, error) {
 	var c compiledRules
 	for _, n := range r.Remove {
-		if !validToken(n) {
+		if !http1.ValidToken(n) {
 			return c, fmt.Errorf("%s remove: invalid header name %q", what, n)
 		}
 		c.drop = append(c.drop, n)
@@ -120,10 +120,10 @@ func compileRules(r HeaderRules, what string) (compiledRules, error) {
 		dst *[]kv
 	}{{r.Set, &c.set}, {r.Add, &c.add}} {
 		for k, v := range m.src {
-			if !validToken(k) {
+			if !http1.ValidToken(k) {
 				return c, fmt.Errorf("%s: invalid header name %q", what, k)
 			}
-			if !validValue(v) {
+			if !http1.ValidFieldValue(v) {
 				return c, fmt.Errorf("%s: invalid value for header %q", what, k)
 			}
 			if isFramingHeader(k) {
@@ -154,29 +154,6 @@ func (c *compiledRules) drops(name []byte) bool {
 		}
 	}
 	return false
-}
-
-func validToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
-			return false
-		}
-	}
-	return true
-}
-
-func validValue(s string) bool {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < 0x20 && c != '\t' || c == 0x7f {
-			return false
-		}
-	}
-	return true
 }
 
 type backendRef struct {
@@ -312,12 +289,12 @@ func compileRouter(cfg *Config, bs Backends, refs map[string]*backendRef, m *Met
 			return nil, fmt.Errorf("%s: path and path_prefix must start with /", where)
 		}
 		for _, m := range r.Methods {
-			if !validToken(m) {
+			if !http1.ValidToken(m) {
 				return nil, fmt.Errorf("%s: invalid method %q", where, m)
 			}
 		}
 		for k, v := range r.Headers {
-			if !validToken(k) {
+			if !http1.ValidToken(k) {
 				return nil, fmt.Errorf("%s: invalid header name %q", where, k)
 			}
 			c.headers = append(c.headers, kv{k, v})
@@ -348,7 +325,7 @@ func compileRouter(cfg *Config, bs Backends, refs map[string]*backendRef, m *Met
 			if rd.Port < 0 || rd.Port > 65535 {
 				return nil, fmt.Errorf("%s: redirect port %d out of range", where, rd.Port)
 			}
-			if rd.Path != "" && !strings.HasPrefix(rd.Path, "/") || !validValue(rd.Host+rd.Path) || strings.ContainsAny(rd.Host+rd.Path, " \t") {
+			if rd.Path != "" && !strings.HasPrefix(rd.Path, "/") || !http1.ValidFieldValue(rd.Host+rd.Path) || strings.ContainsAny(rd.Host+rd.Path, " \t") {
 				return nil, fmt.Errorf("%s: invalid redirect host or path", where)
 			}
 			c.redirect = &rd

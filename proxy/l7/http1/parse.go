@@ -262,6 +262,31 @@ func isToken(b []byte) bool {
 	return true
 }
 
+// ValidToken reports whether s is a token (RFC 9110 5.6.2), as methods and
+// field names must be: the check the parser applies, for configured values.
+func ValidToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if ctab[s[i]]&cTchar == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// ValidFieldValue reports whether s holds only bytes a field value may
+// carry (no control bytes but HTAB), as the parser requires.
+func ValidFieldValue(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if ctab[s[i]]&cVchar == 0 {
+			return false
+		}
+	}
+	return true
+}
+
 // nextLine returns the line starting at b[i:] without its terminator and the
 // index just past the terminator. strict requires CRLF; otherwise a bare LF
 // also ends a line. ok is false when no line terminator is buffered yet.

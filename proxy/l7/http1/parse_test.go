@@ -139,3 +139,16 @@ func BenchmarkParseRequest(b *testing.B) {
 		}
 	}
 }
+
+func TestValidTokenAndFieldValue(t *testing.T) {
+	for s, want := range map[string]bool{"X-Env": true, "GET": true, "!#$%&'*+-.^_`|~": true, "": false, "a b": false, "a:b": false, "a\x00": false, "é": false} {
+		if ValidToken(s) != want {
+			t.Errorf("ValidToken(%q) = %v", s, !want)
+		}
+	}
+	for s, want := range map[string]bool{"": true, "a b\tc": true, "\x80\xff": true, "a\r\nb": false, "a\x00": false, "\x7f": false} {
+		if ValidFieldValue(s) != want {
+			t.Errorf("ValidFieldValue(%q) = %v", s, !want)
+		}
+	}
+}
