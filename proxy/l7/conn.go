@@ -703,9 +703,10 @@ func (c *conn) sendBody(u *upConn) (int, string) {
 				return 0, ""
 			}
 			now := time.Now()
-			c.readDeadline(now.Add(h.cfg.Timeouts.Client))
-			u.nc.SetWriteDeadline(now.Add(h.cfg.Timeouts.Server))
-			u.dl = time.Time{}
+			if t := now.Add(h.cfg.Timeouts.Client); !deadlineFresh(c.rdl, t, h.cfg.Timeouts.Client) {
+				c.readDeadline(t)
+			}
+			u.armDeadline(now, h.cfg.Timeouts.Server)
 			continue
 		}
 		if err != nil {
