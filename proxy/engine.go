@@ -3,6 +3,7 @@ package proxy
 import (
 	"errors"
 	"fmt"
+	"github.com/palisade-lb/palisade/proxy/internal/rawsock"
 	"log/slog"
 	"math"
 	"net"
@@ -174,7 +175,7 @@ func (e *engine) adopt(c *net.TCPConn, f *Frontend) error {
 			return nil
 		}
 	}
-	rawResetClose(fd)
+	rawsock.ResetClose(fd)
 	return errors.New("the event loops have stopped")
 }
 
@@ -418,9 +419,9 @@ func (l *loop) closeEnd(e *end, reset bool) {
 		l.ends[e.fd] = nil
 	}
 	if reset {
-		rawResetClose(e.fd)
+		rawsock.ResetClose(e.fd)
 	} else {
-		rawClose(e.fd)
+		rawsock.Close(e.fd)
 	}
 	e.fd = -1
 }
@@ -450,7 +451,7 @@ func (l *loop) accept(lfd int) {
 		return // detached in this batch
 	}
 	for range acceptBatch {
-		fd, e := rawAccept(lfd, &l.sa)
+		fd, e := rawsock.Accept(lfd, &l.sa)
 		if e != 0 {
 			switch e {
 			case unix.EAGAIN, unix.EINTR, unix.ECONNABORTED:
@@ -471,10 +472,10 @@ func (l *loop) accept(lfd int) {
 		if !ok || !h.engineServed() {
 			// cannot happen: a listener leaves the loops before its
 			// handler changes kind; refused rather than served wrongly
-			rawResetClose(fd)
+			rawsock.ResetClose(fd)
 			continue
 		}
-		h.acceptEngine(l, fd, addrPortOf(&l.sa))
+		h.acceptEngine(l, fd, rawsock.AddrPortOf(&l.sa))
 	}
 }
 

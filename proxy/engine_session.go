@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"github.com/palisade-lb/palisade/proxy/internal/rawsock"
 	"log/slog"
 	"math"
 	"net/netip"
@@ -90,7 +91,7 @@ func (f *Frontend) acceptEngine(l *loop, fd int, client netip.AddrPort) {
 	if r >= 0 {
 		st.current.Add(-1)
 		st.Count(r)
-		rawResetClose(fd)
+		rawsock.ResetClose(fd)
 		return
 	}
 	s := &esession{l: l, f: f, b: f.backend, client: client, hash: balance.HashIP(client.Addr()), idx: -1,
@@ -102,17 +103,17 @@ func (f *Frontend) acceptEngine(l *loop, fd int, client netip.AddrPort) {
 	}
 	if !f.join(s) {
 		st.current.Add(-1)
-		rawClose(fd) // shutting down
+		rawsock.Close(fd) // shutting down
 		return
 	}
 	if s.b.cfg.SendProxy != 0 {
-		s.local = rawSockName(fd) // a PROXY header from the client may replace it
+		s.local = rawsock.SockName(fd) // a PROXY header from the client may replace it
 	}
 	if err := l.register(&s.c); err != nil {
 		l.log.Warn("registering a connection", "error", err)
 		s.state = stClosed
 		st.current.Add(-1)
-		rawResetClose(fd)
+		rawsock.ResetClose(fd)
 		f.part(s)
 		return
 	}
@@ -155,7 +156,7 @@ func (s *esession) readHeader() {
 			s.reject(RejectProxyProtocol)
 			return
 		}
-		n, e := rawRead(c.fd, c.buf[c.n:])
+		n, e := rawsock.Read(c.fd, c.buf[c.n:])
 		switch {
 		case e == unix.EAGAIN:
 			c.readable = false
@@ -223,7 +224,7 @@ func (s *esession) connectNext() bool {
 			}
 			s.tries++
 		}
-		fd, e := rawConnect(srv.AddrPort())
+		fd, e := rawsock.Connect(srv.AddrPort())
 		if fd < 0 {
 			if localShortage(e) {
 				s.waitResources(srv, e)
@@ -237,7 +238,7 @@ func (s *esession) connectNext() bool {
 		s.s = end{fd: fd, s: s, last: s.l.now}
 		if err := s.l.register(&s.s); err != nil {
 			// epoll out of memory or watches: a shortage here, not the server's fault
-			rawClose(fd)
+			rawsock.Close(fd)
 			s.s.fd = -1
 			if en, ok := err.(unix.Errno); ok && (en == unix.ENOMEM || en == unix.ENOSPC) {
 				s.waitResources(srv, en)
@@ -275,7 +276,7 @@ func (s *esession) early() bool {
 	c, l := &s.c, s.l
 	if c.buf == nil {
 		b := l.getBuf()
-		n, e := rawRead(c.fd, b)
+		n, e := rawsock.Read(c.fd, b)
 		if e != 0 || n == 0 {
 			l.putBuf(b)
 			switch e {
@@ -297,7 +298,7 @@ func (s *esession) early() bool {
 			c.readable = false
 		}
 	}
-	n, e := rawWrite(s.s.fd, c.buf[c.off:c.n])
+	n, e := rawsock.Write(s.s.fd, c.buf[c.off:c.n])
 	switch e {
 	case 0:
 		c.off += n
@@ -371,7 +372,7 @@ func (s *esession) connected() bool {
 		} else {
 			hdr = proxyproto.AppendV2(b[:0], s.client, s.local)
 		}
-		if n, e := rawWrite(s.s.fd, hdr); e != 0 || n != len(hdr) {
+		if n, e := rawsock.Write(s.s.fd, hdr); e != 0 || n != len(hdr) {
 			var err error = e
 			if e == 0 {
 				err = unix.EAGAIN
@@ -435,12 +436,12 @@ func (s *esession) event(e *end, ev uint32) {
 			if ev&unix.EPOLLERR != 0 {
 				// the client reset while we connect: give the slot back now
 				// (a FIN alone is a half-close, passed on once connected)
-				s.fail(e, rawSockError(e.fd))
+				s.fail(e, rawsock.SockError(e.fd))
 			}
 			return
 		}
 		if ev&(unix.EPOLLERR|unix.EPOLLHUP) != 0 {
-			err := rawSockError(s.s.fd)
+			err := rawsock.SockError(s.s.fd)
 			s.connectFailed(s.srv, err)
 			if !s.connectNext() {
 				s.noServer()
@@ -475,7 +476,7 @@ func (s *esession) flow(src, dst *end) bool {
 			if !dst.writable {
 				return true
 			}
-			n, e := rawSplice(src.p.r, dst.fd, src.inPipe)
+			n, e := rawsock.Splice(src.p.r, dst.fd, src.inPipe)
 			if e == unix.EAGAIN {
 				dst.writable = false
 				return true
@@ -496,7 +497,7 @@ func (s *esession) flow(src, dst *end) bool {
 			if !dst.writable {
 				return true
 			}
-			n, e := rawWrite(dst.fd, src.buf[src.off:src.n])
+			n, e := rawsock.Write(dst.fd, src.buf[src.off:src.n])
 			if e == unix.EAGAIN {
 				dst.writable = false
 				return true
@@ -524,7 +525,7 @@ func (s *esession) flow(src, dst *end) bool {
 					return false
 				}
 				// the other way may go on: pass the end on as a FIN
-				if e := rawShutdownWrite(dst.fd); e != 0 {
+				if e := rawsock.ShutdownWrite(dst.fd); e != 0 {
 					return s.fail(dst, e)
 				}
 			}
@@ -546,7 +547,7 @@ func (s *esession) flow(src, dst *end) bool {
 				}
 				src.p = p
 			}
-			n, e := rawSplice(src.fd, src.p.w, src.p.size)
+			n, e := rawsock.Splice(src.fd, src.p.w, src.p.size)
 			switch {
 			case e == unix.EAGAIN:
 				// drained: back to waiting with neither pipe nor buffer
@@ -570,7 +571,7 @@ func (s *esession) flow(src, dst *end) bool {
 			continue
 		}
 		b := l.getBuf()
-		n, e := rawRead(src.fd, b)
+		n, e := rawsock.Read(src.fd, b)
 		switch {
 		case e == unix.EAGAIN:
 			src.readable = false

@@ -1,4 +1,7 @@
-package proxy
+// Package rawsock holds the event loops' system calls. Every descriptor they
+// touch is non-blocking, so they return at once and are made without telling
+// the Go scheduler (RawSyscall): a loop's thread never blocks in them.
+package rawsock
 
 import (
 	"net"
@@ -9,64 +12,61 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The event loop's system calls. Every descriptor they touch is non-blocking,
-// so they return at once and are made without telling the Go scheduler
-// (RawSyscall): the loop's thread never blocks in them.
-
-func rawRead(fd int, b []byte) (int, unix.Errno) {
+// Read reads from fd.
+func Read(fd int, b []byte) (int, unix.Errno) {
 	r, _, e := unix.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
 	return int(r), e
 }
 
-// rawWrite sends on a socket (never raising SIGPIPE).
-func rawWrite(fd int, b []byte) (int, unix.Errno) {
+// Write sends on a socket (never raising SIGPIPE).
+func Write(fd int, b []byte) (int, unix.Errno) {
 	r, _, e := unix.RawSyscall6(unix.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)), unix.MSG_NOSIGNAL, 0, 0)
 	return int(r), e
 }
 
-func rawSplice(in, out, n int) (int, unix.Errno) {
+func Splice(in, out, n int) (int, unix.Errno) {
 	r, _, e := unix.RawSyscall6(unix.SYS_SPLICE, uintptr(in), 0, uintptr(out), 0, uintptr(n),
 		unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
 	return int(r), e
 }
 
-func rawClose(fd int) { unix.RawSyscall(unix.SYS_CLOSE, uintptr(fd), 0, 0) }
+func Close(fd int) { unix.RawSyscall(unix.SYS_CLOSE, uintptr(fd), 0, 0) }
 
-func rawShutdownWrite(fd int) unix.Errno {
+func ShutdownWrite(fd int) unix.Errno {
 	_, _, e := unix.RawSyscall(unix.SYS_SHUTDOWN, uintptr(fd), unix.SHUT_WR, 0)
 	return e
 }
 
-func rawSetInt(fd, level, opt, v int) unix.Errno {
+func SetInt(fd, level, opt, v int) unix.Errno {
 	v32 := int32(v)
 	_, _, e := unix.RawSyscall6(unix.SYS_SETSOCKOPT, uintptr(fd), uintptr(level), uintptr(opt),
 		uintptr(unsafe.Pointer(&v32)), 4, 0)
 	return e
 }
 
-// rawResetClose closes fd with a reset (SO_LINGER 0), as rejections do.
-func rawResetClose(fd int) {
+// ResetClose closes fd with a reset (SO_LINGER 0), as rejections do.
+func ResetClose(fd int) {
 	l := unix.Linger{Onoff: 1, Linger: 0}
 	unix.RawSyscall6(unix.SYS_SETSOCKOPT, uintptr(fd), unix.SOL_SOCKET, unix.SO_LINGER,
 		uintptr(unsafe.Pointer(&l)), unsafe.Sizeof(l), 0)
-	rawClose(fd)
+	Close(fd)
 }
 
-// rawAccept accepts one connection, non-blocking and close-on-exec, and
+// Accept accepts one connection, non-blocking and close-on-exec, and
 // writes the peer address into sa.
-func rawAccept(lfd int, sa *unix.RawSockaddrAny) (int, unix.Errno) {
+func Accept(lfd int, sa *unix.RawSockaddrAny) (int, unix.Errno) {
 	n := uint32(unsafe.Sizeof(*sa))
 	r, _, e := unix.RawSyscall6(unix.SYS_ACCEPT4, uintptr(lfd), uintptr(unsafe.Pointer(sa)),
 		uintptr(unsafe.Pointer(&n)), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0, 0)
 	return int(r), e
 }
 
-// rawConnect opens a non-blocking TCP socket with TCP_NODELAY and starts
+// Connect opens a non-blocking TCP socket with TCP_NODELAY and starts
 // connecting it to ap. It returns the socket and 0 (connected),
 // EINPROGRESS (in progress) or the error (the socket is then closed, -1).
-func rawConnect(ap netip.AddrPort) (int, unix.Errno) {
+func Connect(ap netip.AddrPort) (int, unix.Errno) {
 	var sa unix.RawSockaddrAny
-	n, family := sockaddrOf(ap, &sa)
+	n, family := SockaddrOf(ap, &sa)
 	if n == 0 {
 		return -1, unix.EAFNOSUPPORT
 	}
@@ -75,28 +75,28 @@ func rawConnect(ap netip.AddrPort) (int, unix.Errno) {
 		return -1, e
 	}
 	fd := int(r)
-	rawSetInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	SetInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
 	_, _, e = unix.RawSyscall(unix.SYS_CONNECT, uintptr(fd), uintptr(unsafe.Pointer(&sa)), n)
 	if e != 0 && e != unix.EINPROGRESS {
-		rawClose(fd)
+		Close(fd)
 		return -1, e
 	}
 	return fd, e
 }
 
-// rawSockName returns the local address of fd.
-func rawSockName(fd int) netip.AddrPort {
+// SockName returns the local address of fd.
+func SockName(fd int) netip.AddrPort {
 	var sa unix.RawSockaddrAny
 	n := uint32(unsafe.Sizeof(sa))
 	_, _, e := unix.RawSyscall(unix.SYS_GETSOCKNAME, uintptr(fd), uintptr(unsafe.Pointer(&sa)), uintptr(unsafe.Pointer(&n)))
 	if e != 0 {
 		return netip.AddrPort{}
 	}
-	return addrPortOf(&sa)
+	return AddrPortOf(&sa)
 }
 
-// rawSockError reads and clears fd's pending error (SO_ERROR).
-func rawSockError(fd int) unix.Errno {
+// SockError reads and clears fd's pending error (SO_ERROR).
+func SockError(fd int) unix.Errno {
 	var v int32
 	n := uint32(4)
 	unix.RawSyscall6(unix.SYS_GETSOCKOPT, uintptr(fd), unix.SOL_SOCKET, unix.SO_ERROR,
@@ -104,9 +104,9 @@ func rawSockError(fd int) unix.Errno {
 	return unix.Errno(v)
 }
 
-// addrPortOf decodes an IPv4 or IPv6 socket address (IPv4-mapped IPv6
+// AddrPortOf decodes an IPv4 or IPv6 socket address (IPv4-mapped IPv6
 // unmapped); other families give the zero value.
-func addrPortOf(sa *unix.RawSockaddrAny) netip.AddrPort {
+func AddrPortOf(sa *unix.RawSockaddrAny) netip.AddrPort {
 	switch sa.Addr.Family {
 	case unix.AF_INET:
 		p := (*unix.RawSockaddrInet4)(unsafe.Pointer(sa))
@@ -118,9 +118,9 @@ func addrPortOf(sa *unix.RawSockaddrAny) netip.AddrPort {
 	return netip.AddrPort{}
 }
 
-// sockaddrOf encodes ap into sa and returns its length and family (0, 0 for
+// SockaddrOf encodes ap into sa and returns its length and family (0, 0 for
 // an invalid address).
-func sockaddrOf(ap netip.AddrPort, sa *unix.RawSockaddrAny) (uintptr, int) {
+func SockaddrOf(ap netip.AddrPort, sa *unix.RawSockaddrAny) (uintptr, int) {
 	a := ap.Addr()
 	switch {
 	case a.Is4():

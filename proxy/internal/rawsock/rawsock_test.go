@@ -1,4 +1,4 @@
-package proxy
+package rawsock
 
 import (
 	"encoding/binary"
@@ -33,9 +33,9 @@ func TestSockaddrRoundTrip(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			in := netip.MustParseAddrPort(tt.in)
 			var sa unix.RawSockaddrAny
-			n, family := sockaddrOf(in, &sa)
+			n, family := SockaddrOf(in, &sa)
 			if n != tt.size || family != tt.family {
-				t.Fatalf("sockaddrOf(%v) = %d, %d; want %d, %d", in, n, family, tt.size, tt.family)
+				t.Fatalf("SockaddrOf(%v) = %d, %d; want %d, %d", in, n, family, tt.size, tt.family)
 			}
 			if int(sa.Addr.Family) != tt.family {
 				t.Fatalf("family field %d, want %d", sa.Addr.Family, tt.family)
@@ -58,8 +58,8 @@ func TestSockaddrRoundTrip(t *testing.T) {
 			if got := binary.BigEndian.Uint16(port[:]); got != in.Port() {
 				t.Errorf("port bytes %x decode to %d, want %d", port, got, in.Port())
 			}
-			if got, want := addrPortOf(&sa), netip.MustParseAddrPort(tt.want); got != want {
-				t.Errorf("addrPortOf = %v, want %v", got, want)
+			if got, want := AddrPortOf(&sa), netip.MustParseAddrPort(tt.want); got != want {
+				t.Errorf("AddrPortOf = %v, want %v", got, want)
 			}
 		})
 	}
@@ -73,8 +73,8 @@ func TestSockaddrRoundTrip(t *testing.T) {
 			p := (*unix.RawSockaddrInet6)(unsafe.Pointer(&sa))
 			p.Flowinfo, p.Scope_id = 0xdead, 0xbeef // a reused buffer's stale fields are overwritten
 			in := netip.AddrPortFrom(netip.MustParseAddr("fe80::1").WithZone(zone), 80)
-			if n, _ := sockaddrOf(in, &sa); n != unix.SizeofSockaddrInet6 {
-				t.Fatalf("sockaddrOf(%v) length %d", in, n)
+			if n, _ := SockaddrOf(in, &sa); n != unix.SizeofSockaddrInet6 {
+				t.Fatalf("SockaddrOf(%v) length %d", in, n)
 			}
 			if p.Scope_id != want || p.Flowinfo != 0 {
 				t.Errorf("%v: scope %d flowinfo %d, want scope %d flowinfo 0", in, p.Scope_id, p.Flowinfo, want)
@@ -83,15 +83,15 @@ func TestSockaddrRoundTrip(t *testing.T) {
 	})
 	t.Run("invalid", func(t *testing.T) {
 		var sa unix.RawSockaddrAny
-		if n, family := sockaddrOf(netip.AddrPort{}, &sa); n != 0 || family != 0 {
-			t.Errorf("sockaddrOf(invalid) = %d, %d; want 0, 0", n, family)
+		if n, family := SockaddrOf(netip.AddrPort{}, &sa); n != 0 || family != 0 {
+			t.Errorf("SockaddrOf(invalid) = %d, %d; want 0, 0", n, family)
 		}
-		if got := addrPortOf(&sa); got.IsValid() {
-			t.Errorf("addrPortOf(unset) = %v, want the zero value", got)
+		if got := AddrPortOf(&sa); got.IsValid() {
+			t.Errorf("AddrPortOf(unset) = %v, want the zero value", got)
 		}
 		sa.Addr.Family = unix.AF_UNIX
-		if got := addrPortOf(&sa); got.IsValid() {
-			t.Errorf("addrPortOf(AF_UNIX) = %v, want the zero value", got)
+		if got := AddrPortOf(&sa); got.IsValid() {
+			t.Errorf("AddrPortOf(AF_UNIX) = %v, want the zero value", got)
 		}
 	})
 }
@@ -119,8 +119,8 @@ func TestByteOrder(t *testing.T) {
 	}
 }
 
-// TestRawConnectLoopback checks the encoding against the kernel: rawConnect
-// reaches a listener at the encoded address, and rawSockName decodes the
+// TestRawConnectLoopback checks the encoding against the kernel: Connect
+// reaches a listener at the encoded address, and SockName decodes the
 // address the listener sees as the peer.
 func TestRawConnectLoopback(t *testing.T) {
 	t.Parallel()
@@ -136,34 +136,47 @@ func TestRawConnectLoopback(t *testing.T) {
 			}
 			defer ln.Close()
 			ap := ln.Addr().(*net.TCPAddr).AddrPort()
-			fd, e := rawConnect(ap)
+			fd, e := Connect(ap)
 			if fd < 0 {
-				t.Fatalf("rawConnect(%v): %v", ap, e)
+				t.Fatalf("Connect(%v): %v", ap, e)
 			}
 			defer unix.Close(fd)
 			if e != 0 && e != unix.EINPROGRESS {
-				t.Fatalf("rawConnect(%v) = %d, %v", ap, fd, e)
+				t.Fatalf("Connect(%v) = %d, %v", ap, fd, e)
 			}
 			c, err := ln.Accept()
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer c.Close()
-			peer := addrPort(c.RemoteAddr())
-			if got := rawSockName(fd); got != peer {
-				t.Errorf("rawSockName = %v, the listener sees %v", got, peer)
+			peer := c.RemoteAddr().(*net.TCPAddr).AddrPort()
+			if got := SockName(fd); got != peer {
+				t.Errorf("SockName = %v, the listener sees %v", got, peer)
 			}
-			if e := rawSockError(fd); e != 0 {
+			if e := SockError(fd); e != 0 {
 				t.Errorf("SO_ERROR after connecting: %v", e)
 			}
 		})
 	}
 	t.Run("refused", func(t *testing.T) {
-		ap := closedPort(t)
-		fd, e := rawConnect(ap)
+		// a bound socket that does not listen holds a port that refuses
+		bfd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer unix.Close(bfd)
+		if err := unix.Bind(bfd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+			t.Fatal(err)
+		}
+		bsa, err := unix.Getsockname(bfd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ap := netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), uint16(bsa.(*unix.SockaddrInet4).Port))
+		fd, e := Connect(ap)
 		if fd < 0 {
 			if e != unix.ECONNREFUSED {
-				t.Fatalf("rawConnect to a closed port: %v, want ECONNREFUSED", e)
+				t.Fatalf("Connect to a closed port: %v, want ECONNREFUSED", e)
 			}
 			return
 		}
@@ -175,35 +188,16 @@ func TestRawConnectLoopback(t *testing.T) {
 		if pfd[0].Revents == 0 {
 			t.Fatal("connect to a closed port not finished after 5s")
 		}
-		if e := rawSockError(fd); e != unix.ECONNREFUSED {
+		if e := SockError(fd); e != unix.ECONNREFUSED {
 			t.Errorf("SO_ERROR = %v, want ECONNREFUSED", e)
 		}
-		if e := rawSockError(fd); e != 0 {
+		if e := SockError(fd); e != 0 {
 			t.Errorf("SO_ERROR not cleared by reading it: %v", e)
 		}
 	})
 	t.Run("invalid", func(t *testing.T) {
-		if fd, e := rawConnect(netip.AddrPort{}); fd != -1 || e != unix.EAFNOSUPPORT {
-			t.Errorf("rawConnect(invalid) = %d, %v; want -1, EAFNOSUPPORT", fd, e)
+		if fd, e := Connect(netip.AddrPort{}); fd != -1 || e != unix.EAFNOSUPPORT {
+			t.Errorf("Connect(invalid) = %d, %v; want -1, EAFNOSUPPORT", fd, e)
 		}
 	})
-}
-
-// closedPort returns a loopback address that refuses connections: a socket
-// bound to it (so no one else takes the port) that does not listen.
-func closedPort(t *testing.T) netip.AddrPort {
-	t.Helper()
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = unix.Close(fd) })
-	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		t.Fatal(err)
-	}
-	sa, err := unix.Getsockname(fd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), uint16(sa.(*unix.SockaddrInet4).Port))
 }
