@@ -215,7 +215,7 @@ type loop struct {
 	events   []unix.EpollEvent
 	ends     []*end // by descriptor
 	seq      uint32
-	sessions []*esession
+	sessions []tracked // everything with a deadline: sessions, http connections
 	paused   []pausedListener
 	pauses   atomic.Int64 // accept pauses so far
 	warned   int64        // when a pause was last logged (at most once a second)
@@ -315,7 +315,11 @@ func (l *loop) run() {
 				fd := int(ev.Fd)
 				if fd < len(l.ends) {
 					if e := l.ends[fd]; e != nil && e.seq == uint32(ev.Pad) {
-						e.s.event(e, ev.Events)
+						if e.s != nil {
+							e.s.event(e, ev.Events)
+						} else {
+							e.w.Ready(ev.Events)
+						}
 					}
 				}
 			}
@@ -527,24 +531,44 @@ func (l *loop) resume() int64 {
 	return next
 }
 
-// track adds a session to the timeout sweep.
-func (l *loop) track(s *esession) {
-	s.idx = len(l.sessions)
-	l.sessions = append(l.sessions, s)
-	l.schedule(s.deadline)
+// tracked is what the timeout sweep looks after.
+type tracked interface {
+	tracking() *track
+	// computeDeadline is asked once the cached deadline has passed: the
+	// deadline is often pushed back by activity the sweep did not see.
+	computeDeadline() int64
+	timeout()
+	close(reason string) // the loop is ending
 }
 
-func (l *loop) untrack(s *esession) {
-	i := s.idx
+// track is a tracked item's place in the sweep.
+type track struct {
+	idx      int
+	deadline int64 // cached; never later than the real one
+}
+
+func (t *track) tracking() *track { return t }
+
+// track adds an item to the timeout sweep.
+func (l *loop) track(s tracked) {
+	t := s.tracking()
+	t.idx = len(l.sessions)
+	l.sessions = append(l.sessions, s)
+	l.schedule(t.deadline)
+}
+
+func (l *loop) untrack(s tracked) {
+	t := s.tracking()
+	i := t.idx
 	last := len(l.sessions) - 1
 	if i < 0 || i > last || l.sessions[i] != s {
 		return
 	}
 	l.sessions[i] = l.sessions[last]
-	l.sessions[i].idx = i
+	l.sessions[i].tracking().idx = i
 	l.sessions[last] = nil
 	l.sessions = l.sessions[:last]
-	s.idx = -1
+	t.idx = -1
 }
 
 // sweep applies timeouts, ends listener pauses and schedules the next sweep.
@@ -552,18 +576,19 @@ func (l *loop) sweep() {
 	next := l.resume()
 	for i := 0; i < len(l.sessions); {
 		s := l.sessions[i]
-		if s.deadline <= l.now {
-			s.deadline = s.computeDeadline()
-			if s.deadline <= l.now {
+		t := s.tracking()
+		if t.deadline <= l.now {
+			t.deadline = s.computeDeadline()
+			if t.deadline <= l.now {
 				s.timeout()
 				if i < len(l.sessions) && l.sessions[i] == s {
 					i++ // still open (a connect retry)
-					next = min(next, s.deadline)
+					next = min(next, t.deadline)
 				}
 				continue
 			}
 		}
-		next = min(next, s.deadline)
+		next = min(next, t.deadline)
 		i++
 	}
 	if next != math.MaxInt64 {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/palisade-lb/palisade/internal/state"
 	"github.com/palisade-lb/palisade/proxy/balance"
+	"github.com/palisade-lb/palisade/proxy/l7"
 	"github.com/palisade-lb/palisade/proxy/proxyproto"
 )
 
@@ -21,6 +22,7 @@ type end struct {
 	fd  int
 	seq uint32 // epoll registration, against stale events for a reused fd
 	s   *esession
+	w   l7.Watcher // instead of s: an http connection's socket
 
 	readable bool // edge-triggered readiness, cleared on EAGAIN
 	writable bool
@@ -65,17 +67,21 @@ type esession struct {
 	flushedOut         int64
 	connectBy          int64
 	waitUntil          int64 // while waiting for resources: when to give up
-	deadline           int64
-	idx                int
-	done               int  // directions finished
-	queued             bool // on the loop's ready list
+	track
+	done   int  // directions finished
+	queued bool // on the loop's ready list
 }
 
-// engineServed reports whether the event loops serve this frontend (tcp mode).
-func (f *Frontend) engineServed() bool { return f.l7 == nil }
+// engineServed reports whether the event loops serve this frontend: tcp
+// mode, and http mode without TLS or an accepted PROXY header.
+func (f *Frontend) engineServed() bool { return f.l7 == nil || f.l7eng != nil }
 
 // acceptEngine admits and starts serving one connection on loop l.
 func (f *Frontend) acceptEngine(l *loop, fd int, client netip.AddrPort) {
+	if f.l7eng != nil {
+		f.acceptHTTP(l, fd, client)
+		return
+	}
 	st := f.stats
 	cur := st.current.Add(1)
 	st.total.Add(1)
@@ -94,8 +100,8 @@ func (f *Frontend) acceptEngine(l *loop, fd int, client netip.AddrPort) {
 		rawsock.ResetClose(fd)
 		return
 	}
-	s := &esession{l: l, f: f, b: f.backend, client: client, hash: balance.HashIP(client.Addr()), idx: -1,
-		deadline: math.MaxInt64}
+	s := &esession{l: l, f: f, b: f.backend, client: client, hash: balance.HashIP(client.Addr()),
+		track: track{idx: -1, deadline: math.MaxInt64}}
 	s.c = end{fd: fd, s: s, last: l.now}
 	s.s = end{fd: -1, s: s}
 	if f.cfg.AccessLog {

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/palisade-lb/palisade/proxy/internal/rawsock"
+	"github.com/palisade-lb/palisade/proxy/l7"
 	"github.com/palisade-lb/palisade/proxy/limit"
 	"github.com/palisade-lb/palisade/proxy/proxyproto"
 )
@@ -30,6 +32,19 @@ type ConnHandler interface {
 	ServeConn(ctx context.Context, c net.Conn, client netip.AddrPort)
 }
 
+// EngineHandler is an http handler that can serve connections on the event
+// loops (l7.Handler without TLS).
+type EngineHandler interface {
+	ConnHandler
+	EngineCapable() bool
+	ServeEngine(ctx context.Context, lp l7.Loop, fd int, client netip.AddrPort, done func()) *l7.EngineConn
+}
+
+// HTTPOnEngine makes plain http frontends run on the event loops (the
+// default); false keeps them on a goroutine per connection. Set it before
+// building frontends (benchmarks compare the two).
+var HTTPOnEngine = true
+
 // Frontend is one config generation of a frontend: it admits connections
 // (ACL, rate limit, max_conns, PROXY protocol) and proxies them to its backend,
 // or hands them to an L7 handler. A reload builds a new Frontend; connections
@@ -38,6 +53,7 @@ type Frontend struct {
 	cfg     FrontendConfig
 	backend *Backend
 	l7      ConnHandler
+	l7eng   EngineHandler // l7 when the event loops serve it, else nil
 	acl     *limit.ACL
 	limiter *limit.Limiter
 	stats   *FrontendStats
@@ -59,6 +75,9 @@ func NewFrontend(cfg FrontendConfig, backend *Backend, l7 ConnHandler, stats *Fr
 	f := &Frontend{cfg: cfg, backend: backend, l7: l7, stats: stats, log: log.With("frontend", cfg.Name),
 		sessions: map[aborter]struct{}{}}
 	f.ctx, f.cancel = context.WithCancel(context.Background())
+	if eh, ok := l7.(EngineHandler); ok && HTTPOnEngine && eh.EngineCapable() && !cfg.AcceptProxy {
+		f.l7eng = eh
+	}
 	if len(cfg.Allow) > 0 || len(cfg.Deny) > 0 {
 		f.acl = limit.NewACL(cfg.Allow, cfg.Deny)
 	}
@@ -135,6 +154,45 @@ func (f *Frontend) reject(c *net.TCPConn, r Reject) {
 type aborter interface{ abort(reason string) }
 
 type l7Conn struct{ c net.Conn }
+
+// acceptHTTP admits one http connection accepted by loop l and serves it there.
+func (f *Frontend) acceptHTTP(l *loop, fd int, client netip.AddrPort) {
+	st := f.stats
+	cur := st.current.Add(1)
+	st.total.Add(1)
+	r := Reject(-1)
+	if f.cfg.MaxConns > 0 && cur > int64(f.cfg.MaxConns) {
+		r = RejectMaxConns
+	} else {
+		r = f.admit(client)
+	}
+	if r >= 0 {
+		st.current.Add(-1)
+		st.Count(r)
+		rawsock.ResetClose(fd)
+		return
+	}
+	hs := &httpSession{l: l}
+	if !f.join(hs) {
+		st.current.Add(-1)
+		rawsock.Close(fd) // shutting down
+		return
+	}
+	hs.ec = f.l7eng.ServeEngine(f.ctx, l, fd, client, func() {
+		st.current.Add(-1)
+		f.part(hs)
+	})
+}
+
+// httpSession is an http connection served on an event loop.
+type httpSession struct {
+	l  *loop
+	ec *l7.EngineConn // set on the loop's goroutine, read there only
+}
+
+func (s *httpSession) abort(string) {
+	s.l.post(func() { s.ec.Abort() })
+}
 
 func (l *l7Conn) abort(string) { _ = l.c.Close() }
 

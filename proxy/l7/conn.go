@@ -66,6 +66,7 @@ type conn struct {
 	dprev       *conn // drainSet list
 	dnext       *conn
 	inDrain     bool
+	ec          atomic.Pointer[econn] // served on an event loop (engine.go), not handed off
 
 	// per request
 	failStatus int // last retryable failure of this request
@@ -134,6 +135,10 @@ func (c *conn) release() {
 // to retry. Its wait is bounded by timeouts.http_request.
 func (c *conn) onDrain() {
 	c.draining.Store(true)
+	if e := c.ec.Load(); e != nil {
+		e.lp.Post(e.drain)
+		return
+	}
 	if c.state.Load() == stIdle {
 		c.nc.SetReadDeadline(time.Unix(1, 0)) // tracker left stale on purpose: drain ends the loop
 	}

@@ -43,6 +43,7 @@ type Handler struct {
 
 	drainMu sync.Mutex
 	drains  map[context.Context]*drainSet
+	epools  map[Loop]*epool // idle server connections of the engine path, per loop
 
 	ridPrefix [16]byte
 	ridSeq    atomic.Uint64
@@ -108,6 +109,10 @@ func New(cfg Config, b Backends, m *Metrics, log *slog.Logger) (*Handler, error)
 	return h, nil
 }
 
+// EngineCapable reports whether ServeEngine may serve this handler's
+// connections (plain HTTP: TLS runs on goroutines).
+func (h *Handler) EngineCapable() bool { return h.tlsConfig == nil }
+
 // Close closes the idle server connections of this handler. Call it once the
 // connections served by it have finished (after a reload or at stop).
 func (h *Handler) Close() {
@@ -115,6 +120,10 @@ func (h *Handler) Close() {
 	for ctx, ds := range h.drains {
 		ds.stop()
 		delete(h.drains, ctx)
+	}
+	for lp, p := range h.epools {
+		lp.Post(p.closeAll) // false: the loop has ended and closed them
+		delete(h.epools, lp)
 	}
 	h.drainMu.Unlock()
 	h.pool.close()

@@ -1,0 +1,1162 @@
+package l7
+
+import (
+	"context"
+	"errors"
+	"io"
+	"math"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/palisade-lb/palisade/proxy/internal/rawsock"
+	"github.com/palisade-lb/palisade/proxy/l7/http1"
+)
+
+// The engine path serves plain HTTP/1.x connections on package proxy's event
+// loops: one loop goroutine runs many connections as state machines with
+// non-blocking system calls, as HAProxy does, instead of one goroutine per
+// connection. It shares the request and response code of the goroutine
+// path (conn): parsing, routing, header rewriting, balancing, retries,
+// metrics and logs are the same. What it runs itself is the common exchange:
+// a request whose body (if any) is already buffered, forwarded on a pooled
+// or new server connection, and its response of any framing. Anything else
+// — a streamed or 100-continue body, an Upgrade, CONNECT, a redirect, a
+// request palisade answers itself, a backend sending PROXY headers — is
+// handed over, at the request boundary, to a goroutine running the
+// goroutine path (handoff), which keeps the connection to its end.
+
+// engine connection states
+const (
+	esHead    uint8 = iota // reading a request head
+	esConnect              // connecting to a server
+	esSend                 // sending the request
+	esWait                 // waiting for the response head
+	esBody                 // forwarding the response
+	esLinger               // error answered: draining the client before close
+	esDone                 // closed or handed off
+)
+
+// econn is one client connection served on a Loop.
+type econn struct {
+	conn
+	lp    Loop
+	fd    int
+	timer Timer
+	done  func()
+	pool  *epool
+
+	st                  uint8
+	cRead, cWrite, cHup bool
+	out                 []byte // bytes waiting for the client to take them
+	deadline            int64
+	headAt              int64 // first byte of a partial head (loop clock)
+	idleAt              int64 // last response sent (loop clock)
+
+	// the exchange in progress
+	be                        *backendRef
+	srv, sticky               Server
+	u                         *eup
+	oOff                      int // obuf bytes sent
+	retries                   int
+	hash                      uint64
+	fresh, idem, pickedSticky bool
+	maxAge                    time.Duration
+	tDial, tSent              time.Time
+	connectDur, queued        time.Duration
+	got                       bool // response bytes received
+	kind                      http1.BodyKind
+	rem                       int64 // Content-Length body left to forward
+	decode, upKeep, cliKeep   bool
+	respIn                    int64 // response bytes received
+	lastUp                    int64 // server activity (loop clock)
+
+	ds     *drainSet
+	mu     sync.Mutex
+	handed net.Conn // set by handoff
+}
+
+// EngineConn is a connection served by ServeEngine.
+type EngineConn struct{ e *econn }
+
+// ServeEngine serves the accepted non-blocking client socket fd on loop lp;
+// it is called on lp's goroutine. done runs once the connection has ended
+// (on the loop, or on the goroutine it was handed to). ctx is the drain
+// context of ServeConn. A Handler with TLS does not serve on the engine:
+// ServeEngine closes fd and calls done.
+func (h *Handler) ServeEngine(ctx context.Context, lp Loop, fd int, client netip.AddrPort, done func()) *EngineConn {
+	e := &econn{lp: lp, fd: fd, done: done}
+	ec := &EngineConn{e}
+	if h.tlsConfig != nil {
+		rawsock.Close(fd)
+		done()
+		return ec
+	}
+	c := &e.conn
+	c.rbuf = make([]byte, 16<<10)
+	c.ubuf = make([]byte, 32<<10)
+	c.obuf = make([]byte, 0, 4<<10)
+	c.wbuf = make([]byte, 0, 4<<10)
+	c.init(ctx, h, nil, client, false)
+	c.ec.Store(e)
+	e.pool = h.epoolFor(lp)
+	if err := lp.Watch(fd, e); err != nil {
+		h.log.Warn("registering a connection", "error", err)
+		rawsock.ResetClose(fd)
+		e.fd = -1
+		done()
+		return ec
+	}
+	e.timer = lp.Track(e)
+	if ctx.Done() != nil {
+		e.ds = h.drainSetFor(ctx)
+		e.ds.add(c)
+	}
+	e.idleAt = lp.Now()
+	e.setDeadline(e.idleAt + int64(h.cfg.Timeouts.HTTPRequest))
+	c.state.Store(stFresh)
+	e.cRead, e.cWrite = true, true // the request often came with the handshake
+	e.head()
+	return ec
+}
+
+// Abort closes the connection at once (a forced drain); any goroutine.
+func (ec *EngineConn) Abort() {
+	e := ec.e
+	if !e.lp.Post(func() { e.abort() }) {
+		e.abort()
+	}
+}
+
+func (e *econn) abort() {
+	e.mu.Lock()
+	nc := e.handed
+	e.mu.Unlock()
+	if nc != nil {
+		nc.Close()
+		return
+	}
+	if e.st != esDone {
+		e.closeAll(true)
+	}
+}
+
+// drain runs on the loop when the drain context is cancelled: an idle
+// keep-alive connection closes now; a busy or fresh one after its request
+// (see conn.onDrain).
+func (e *econn) drain() {
+	if e.st == esHead && e.served > 0 && e.rn == e.roff {
+		e.closeAll(false)
+	}
+}
+
+func (e *econn) setDeadline(at int64) {
+	e.deadline = at
+	e.timer.Set(at)
+}
+
+// Deadline implements Timed.
+func (e *econn) Deadline() int64 { return e.deadline }
+
+// Shutdown implements Timed.
+func (e *econn) Shutdown() { e.closeAll(true) }
+
+// Expire implements Timed: the deadline of the current state has passed.
+func (e *econn) Expire() {
+	switch e.st {
+	case esHead:
+		if e.rn > e.roff && !e.draining.Load() {
+			e.local(408, "timeout reading request head", true)
+			return
+		}
+		e.closeAll(false)
+	case esConnect:
+		e.connectFailed(os.ErrDeadlineExceeded)
+	case esSend, esWait:
+		e.serverTimeout()
+	case esBody:
+		if len(e.out) > 0 && e.lp.Now()-e.lastUp < int64(e.h.cfg.Timeouts.Server) {
+			e.h.log.Debug("client timeout during a response")
+		} else {
+			e.logServer("response body truncated", e.be, e.srv, os.ErrDeadlineExceeded)
+		}
+		e.endExchange()
+		e.closeAll(true)
+	case esLinger:
+		e.closeAll(false)
+	}
+}
+
+// Ready implements Watcher for the client socket.
+func (e *econn) Ready(ev uint32) {
+	if ev&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLERR|unix.EPOLLHUP) != 0 {
+		e.cRead = true
+	}
+	if ev&(unix.EPOLLOUT|unix.EPOLLERR|unix.EPOLLHUP) != 0 {
+		e.cWrite = true
+	}
+	if ev&(unix.EPOLLERR|unix.EPOLLHUP) != 0 {
+		e.cHup = true
+	}
+	switch e.st {
+	case esHead:
+		e.head()
+	case esLinger:
+		e.linger()
+	case esBody:
+		if e.cHup {
+			e.endExchange()
+			e.closeAll(true)
+			return
+		}
+		if e.cWrite && len(e.out) > 0 {
+			e.body()
+		}
+	case esConnect, esSend, esWait:
+		if e.cHup {
+			e.closeAll(true) // the client is gone: give the server slot back now
+		}
+	}
+}
+
+// head reads and parses until a whole request head is buffered, then
+// serves it.
+func (e *econn) head() {
+	c := &e.conn
+	h := c.h
+	for {
+		if c.rn > c.roff {
+			n, err := http1.ParseRequest(c.rbuf[c.roff:c.rn], &c.req, h.lim)
+			if err == nil {
+				c.headLen = n
+				c.state.Store(stBusy)
+				e.request()
+				return
+			}
+			if err != http1.ErrIncomplete {
+				e.handoff() // the goroutine path answers the error
+				return
+			}
+			if e.headAt == 0 {
+				c.state.Store(stBusy)
+				e.headAt = e.lp.Now()
+				e.setDeadline(e.headAt + int64(h.cfg.Timeouts.HTTPRequest))
+			}
+		} else {
+			c.roff, c.rn = 0, 0
+			if e.served > 0 {
+				c.state.Store(stIdle)
+				if c.draining.Load() {
+					e.closeAll(false)
+					return
+				}
+			}
+		}
+		if !e.cRead {
+			return
+		}
+		if c.rn == len(c.rbuf) {
+			if c.roff > 0 {
+				c.rn = copy(c.rbuf, c.rbuf[c.roff:c.rn])
+				c.roff = 0
+			} else {
+				if len(c.rbuf) >= h.cfg.MaxHeaderBytes+4096 {
+					e.handoff() // answers 431
+					return
+				}
+				nb := make([]byte, min(2*len(c.rbuf), h.cfg.MaxHeaderBytes+4096))
+				copy(nb, c.rbuf[:c.rn])
+				c.rbuf = nb
+			}
+		}
+		space := len(c.rbuf) - c.rn
+		n, en := rawsock.Read(e.fd, c.rbuf[c.rn:])
+		switch {
+		case en == unix.EAGAIN:
+			e.cRead = false
+			return
+		case en == unix.EINTR:
+			continue
+		case en != 0 || n == 0:
+			e.closeAll(en != 0)
+			return
+		}
+		c.rn += n
+		c.state.Store(stBusy)
+		if n < space && !e.cHup {
+			// a short read took all there was: the next bytes bring a new edge
+			e.cRead = false
+		}
+	}
+}
+
+// request serves a parsed request head: on the engine when it is the common
+// case, else by handoff.
+func (e *econn) request() {
+	c := &e.conn
+	h := c.h
+	req := &c.req
+	if string(req.Method) == "CONNECT" || req.Upgrade || req.Expect100 {
+		e.handoff()
+		return
+	}
+	bodyStart := c.roff + c.headLen
+	inBuf := 0
+	switch {
+	case req.Chunked:
+		c.chunk.Reset()
+		n, err := c.chunk.Feed(c.rbuf[bodyStart:c.rn])
+		if err != nil || !c.chunk.Done() {
+			e.handoff()
+			return
+		}
+		inBuf = n
+	case req.ContentLength > 0:
+		if int64(c.rn-bodyStart) < req.ContentLength {
+			e.handoff()
+			return
+		}
+		inBuf = int(req.ContentLength)
+	}
+	host := req.Host
+	if a := req.Authority(); a != nil {
+		host = a
+	}
+	path := req.Path()
+	rt := h.router.match(req, hostOnly(host), path)
+	be := h.router.def
+	if rt != nil {
+		if rt.redirect != nil {
+			e.handoff()
+			return
+		}
+		be = rt.backend
+	}
+	if be == nil || be.sendProxy != 0 {
+		e.handoff()
+		return
+	}
+	c.start = time.Now()
+	c.bytesIn, c.bytesOut = int64(inBuf), 0
+	c.logMethod = append(c.logMethod[:0], req.Method...)
+	c.logPath = append(c.logPath[:0], path...)
+	c.obuf = c.buildRequest(c.obuf[:0], host)
+	c.obuf = append(c.obuf, c.rbuf[bodyStart:bodyStart+inBuf]...)
+	c.roff = bodyStart + inBuf
+	e.headAt = 0
+	e.be = be
+	e.idem = http1.Idempotent(req.Method)
+	e.maxAge = h.cfg.Timeouts.Idle
+	if !e.idem {
+		e.maxAge = nonIdempotentMaxIdle
+	}
+	e.hash = 0
+	if be.b.HashURI() {
+		e.hash = HashPath(path)
+	}
+	e.retries = be.b.Retries()
+	c.tried.reset()
+	e.sticky = nil
+	if name := be.b.Cookie(); name != "" {
+		if v := cookieValue(req, name); len(v) > 0 {
+			e.sticky = be.b.PickByName(string(v))
+		}
+	}
+	e.pickedSticky = false
+	e.next()
+}
+
+// next picks a server for the request (again, after a failed attempt) and
+// starts an attempt on it.
+func (e *econn) next() {
+	c := &e.conn
+	be := e.be
+	var srv Server
+	if e.sticky != nil && !e.pickedSticky {
+		srv = e.sticky
+		e.pickedSticky = true
+	} else {
+		srv = be.b.Pick(e.hash, &c.tried)
+		if srv == nil && c.tried.Len() > 0 {
+			srv = be.b.Pick(e.hash, nil)
+		}
+	}
+	if srv == nil {
+		e.fail(nil, 503, "no server available")
+		return
+	}
+	e.srv = srv
+	e.fresh = false
+	e.attempt()
+}
+
+// retryOther moves on to another server after srv failed (srv.Done called).
+func (e *econn) retryOther(status int, why string) {
+	c := &e.conn
+	c.tried.add(e.srv)
+	srv := e.srv
+	e.srv = nil
+	if e.retries <= 0 {
+		e.fail(srv, status, why+" (retries exhausted)")
+		return
+	}
+	e.retries--
+	e.next()
+}
+
+// attempt sends the request to e.srv on a pooled connection, or connects.
+func (e *econn) attempt() {
+	c := &e.conn
+	h := c.h
+	if h.cfg.AccessLog {
+		e.queued = time.Since(c.start)
+	}
+	e.connectDur, e.got, e.oOff = 0, false, 0
+	addr := e.srv.Addr()
+	if !e.fresh {
+		if u := e.pool.get(addr, e.lp.Now(), e.maxAge); u != nil {
+			e.u = u
+			u.owner = e
+			e.tSent = c.start
+			e.send()
+			return
+		}
+	}
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		e.connectFailed(err)
+		return
+	}
+	e.tDial = time.Now()
+	fd, en := rawsock.Connect(netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()))
+	if fd < 0 {
+		e.connectFailed(en)
+		return
+	}
+	u := &eup{fd: fd, addr: addr, pool: e.pool, owner: e, writable: en == 0}
+	if err := e.lp.Watch(fd, u); err != nil {
+		rawsock.Close(fd)
+		e.connectFailed(err)
+		return
+	}
+	e.u = u
+	if en == 0 {
+		e.connected()
+		return
+	}
+	e.st = esConnect
+	e.setDeadline(e.lp.Now() + int64(h.cfg.Timeouts.Connect))
+}
+
+func (e *econn) connectFailed(err error) {
+	if e.u != nil {
+		e.u.close()
+		e.u = nil
+	}
+	dur := time.Since(e.tDial)
+	e.srv.Done(Outcome{ConnectFailed: true, Timeout: errors.Is(err, os.ErrDeadlineExceeded), Connect: dur})
+	e.logServer("connect failed", e.be, e.srv, err)
+	e.retryOther(503, "connect failed")
+}
+
+// connected: the connect finished (the socket turned writable).
+func (e *econn) connected() {
+	if en := rawsock.SockError(e.u.fd); en != 0 {
+		e.connectFailed(en)
+		return
+	}
+	e.tSent = time.Now()
+	e.connectDur = e.tSent.Sub(e.tDial)
+	e.send()
+}
+
+// send writes the request to the server.
+func (e *econn) send() {
+	c := &e.conn
+	u := e.u
+	e.st = esSend
+	for e.oOff < len(c.obuf) {
+		n, en := rawsock.Write(u.fd, c.obuf[e.oOff:])
+		switch {
+		case en == unix.EAGAIN:
+			u.writable = false
+			e.lastUp = e.lp.Now()
+			e.setDeadline(e.lastUp + int64(c.h.cfg.Timeouts.Server))
+			return
+		case en == unix.EINTR:
+			continue
+		case en != 0:
+			e.sendFailed(en)
+			return
+		}
+		e.oOff += n
+	}
+	e.st = esWait
+	c.un = 0
+	e.lastUp = e.lp.Now()
+	e.setDeadline(e.lastUp + int64(c.h.cfg.Timeouts.Server))
+	if u.readable {
+		e.wait()
+	}
+}
+
+func (e *econn) sendFailed(err error) {
+	u := e.u
+	e.u = nil
+	u.close()
+	if u.reused {
+		e.fresh = true
+		e.attempt()
+		return
+	}
+	e.srv.Done(Outcome{EmptyResponse: true, Connect: e.connectDur})
+	e.logServer("sending request failed", e.be, e.srv, err)
+	e.retryOther(502, "sending request failed")
+}
+
+// wait reads the response head, skipping interim responses.
+func (e *econn) wait() {
+	c := &e.conn
+	u := e.u
+	for {
+		if c.un > 0 {
+			n, err := http1.ParseResponse(c.ubuf[:c.un], &c.resp, 65536)
+			if err == nil {
+				if c.resp.Status >= 200 || c.resp.Status == 101 {
+					c.respHeadLen = n
+					c.respAt = time.Now()
+					e.respond()
+					return
+				}
+				c.un = copy(c.ubuf, c.ubuf[n:c.un])
+				continue
+			}
+			if err != http1.ErrIncomplete {
+				e.badResponse(err)
+				return
+			}
+		}
+		if !u.readable {
+			return
+		}
+		if c.un == len(c.ubuf) {
+			if len(c.ubuf) >= 64<<10+4096 {
+				e.badResponse(errors.New("response head too large"))
+				return
+			}
+			nb := make([]byte, 2*len(c.ubuf)+4096)
+			copy(nb, c.ubuf[:c.un])
+			c.ubuf = nb
+		}
+		n, en := rawsock.Read(u.fd, c.ubuf[c.un:])
+		switch {
+		case en == unix.EAGAIN:
+			u.readable = false
+			return
+		case en == unix.EINTR:
+			continue
+		case en != 0 || n == 0:
+			if e.got {
+				e.badResponse(errors.New("truncated response head"))
+				return
+			}
+			e.emptyResponse()
+			return
+		}
+		c.un += n
+		e.got = true
+		e.lastUp = e.lp.Now()
+	}
+}
+
+func (e *econn) respDur() time.Duration { return time.Since(e.tSent) }
+
+func (e *econn) emptyResponse() {
+	u := e.u
+	e.u = nil
+	u.close()
+	if u.reused {
+		e.fresh = true
+		e.attempt()
+		return
+	}
+	e.srv.Done(Outcome{EmptyResponse: true, BytesIn: e.bytesIn, Connect: e.connectDur, Response: e.respDur()})
+	if e.idem {
+		e.logServer("empty response, retrying", e.be, e.srv, nil)
+		e.retryOther(502, "server closed the connection without a response")
+		return
+	}
+	srv := e.srv
+	e.srv = nil
+	e.fail(srv, 502, "server closed the connection without a response")
+}
+
+func (e *econn) badResponse(err error) {
+	e.u.close()
+	e.u = nil
+	e.srv.Done(Outcome{BadResponse: true, BytesIn: e.bytesIn, Connect: e.connectDur, Response: e.respDur()})
+	srv := e.srv
+	e.srv = nil
+	e.fail(srv, 502, "bad response: "+err.Error())
+}
+
+func (e *econn) serverTimeout() {
+	e.u.close()
+	e.u = nil
+	e.srv.Done(Outcome{Timeout: true, BytesIn: e.bytesIn, Connect: e.connectDur, Response: e.respDur()})
+	if !e.got && e.idem {
+		e.logServer("server timeout without a response, retrying", e.be, e.srv, nil)
+		e.retryOther(504, "server timeout")
+		return
+	}
+	srv := e.srv
+	e.srv = nil
+	e.fail(srv, 504, "server timeout")
+}
+
+// respond starts forwarding the response whose head is in ubuf (as conn.respond).
+func (e *econn) respond() {
+	c := &e.conn
+	req := &c.req
+	resp := &c.resp
+	kind := resp.Body(string(c.logMethod) == "HEAD")
+	if resp.Status == 101 {
+		// never asked for: upgrades are handed off
+		e.u.close()
+		e.u = nil
+		e.logServer("request failed: 101 Switching Protocols without an Upgrade request", e.be, e.srv, nil)
+		resp.Status = 502
+		e.endExchange()
+		e.local(502, "", true)
+		return
+	}
+	e.cliKeep = !req.Close && !c.draining.Load()
+	e.decode = false
+	switch kind {
+	case http1.BodyClose:
+		e.cliKeep = false
+	case http1.BodyChunked:
+		if req.Minor == 0 {
+			e.decode, e.cliKeep = true, false
+		}
+	}
+	e.upKeep = !resp.Close && kind != http1.BodyClose
+	var setCookie Server
+	if name := e.be.b.Cookie(); name != "" && e.sticky != e.srv {
+		setCookie = e.srv
+	}
+	w := c.buildResponse(c.wbuf[:0], kind, e.decode, e.cliKeep, false, e.be, setCookie)
+	body := c.ubuf[c.respHeadLen:c.un]
+	e.respIn = int64(c.un)
+	e.kind, e.rem = kind, 0
+	switch kind {
+	case http1.BodyNone:
+		if len(body) > 0 {
+			e.upKeep = false
+		}
+	case http1.BodyLength:
+		take := int(min(int64(len(body)), resp.ContentLength))
+		if len(body) > take {
+			e.upKeep = false
+		}
+		w = append(w, body[:take]...)
+		e.rem = resp.ContentLength - int64(take)
+	case http1.BodyChunked:
+		c.chunk.Reset()
+		var n int
+		var err error
+		if e.decode {
+			n, w, err = c.chunk.Decode(body, w)
+		} else {
+			n, err = c.chunk.Feed(body)
+			w = append(w, body[:n]...)
+		}
+		if err != nil {
+			e.u.close()
+			e.u = nil
+			c.h.log.Warn("request failed", "backend", e.be.name, "server", e.srv.Name(), "status", 502,
+				"reason", "invalid chunked response: "+err.Error())
+			resp.Status = 502
+			e.endExchange()
+			e.local(502, "", true)
+			return
+		}
+		if c.chunk.Done() && n < len(body) {
+			e.upKeep = false
+		}
+	case http1.BodyClose:
+		w = append(w, body...)
+	}
+	c.wbuf = w
+	e.out = w
+	c.bytesOut = int64(len(w))
+	e.st = esBody
+	e.body()
+}
+
+// bodyDone reports whether the server has sent the whole response.
+func (e *econn) bodyDone() bool {
+	switch e.kind {
+	case http1.BodyLength:
+		return e.rem == 0
+	case http1.BodyChunked:
+		return e.chunk.Done()
+	case http1.BodyClose:
+		return false
+	}
+	return true
+}
+
+// body moves the response to the client: what is waiting first, then more
+// from the server while the client takes it.
+func (e *econn) body() {
+	c := &e.conn
+	h := c.h
+	for {
+		for len(e.out) > 0 {
+			if !e.cWrite {
+				e.setDeadline(e.lp.Now() + int64(h.cfg.Timeouts.Client))
+				return
+			}
+			n, en := rawsock.Write(e.fd, e.out)
+			switch {
+			case en == unix.EAGAIN:
+				e.cWrite = false
+				continue
+			case en == unix.EINTR:
+				continue
+			case en != 0:
+				e.endExchange()
+				e.closeAll(true)
+				return
+			}
+			e.out = e.out[n:]
+		}
+		if e.bodyDone() {
+			e.finish()
+			return
+		}
+		u := e.u
+		if !u.readable {
+			e.setDeadline(e.lastUp + int64(h.cfg.Timeouts.Server))
+			return
+		}
+		buf := c.ubuf
+		if e.kind == http1.BodyLength {
+			buf = buf[:min(int64(len(buf)), e.rem)]
+		}
+		n, en := rawsock.Read(u.fd, buf)
+		switch {
+		case en == unix.EAGAIN:
+			u.readable = false
+			continue
+		case en == unix.EINTR:
+			continue
+		case en != 0 || n == 0:
+			if e.kind == http1.BodyClose && en == 0 {
+				e.upKeep, e.cliKeep = false, false
+				e.finish()
+				return
+			}
+			var err error = io.ErrUnexpectedEOF
+			if en != 0 {
+				err = en
+			}
+			e.logServer("response body truncated", e.be, e.srv, err)
+			e.endExchange()
+			e.closeAll(true)
+			return
+		}
+		e.lastUp = e.lp.Now()
+		e.respIn += int64(n)
+		switch e.kind {
+		case http1.BodyLength:
+			e.rem -= int64(n)
+			e.out = buf[:n]
+		case http1.BodyChunked:
+			var k int
+			var err error
+			if e.decode {
+				k, c.wbuf, err = c.chunk.Decode(buf[:n], c.wbuf[:0])
+				e.out = c.wbuf
+			} else {
+				k, err = c.chunk.Feed(buf[:n])
+				e.out = buf[:k]
+			}
+			if err != nil {
+				// pass on what was valid, then end both connections
+				e.logServer("invalid chunked response body", e.be, e.srv, err)
+				_, _ = rawsock.Write(e.fd, e.out)
+				e.endExchange()
+				e.closeAll(true)
+				return
+			}
+			if c.chunk.Done() && k < n {
+				e.upKeep = false
+			}
+		default:
+			e.out = buf[:n]
+		}
+		c.bytesOut += int64(len(e.out))
+	}
+}
+
+// finish ends an exchange whose response has been passed on: the server
+// connection is pooled or closed, the outcome recorded, and the client
+// connection goes on to its next request or closes.
+func (e *econn) finish() {
+	c := &e.conn
+	if e.upKeep {
+		e.u.owner = nil
+		e.pool.put(e.u, e.lp.Now())
+	} else {
+		e.u.close()
+	}
+	e.u = nil
+	e.endExchange()
+	if !e.cliKeep {
+		e.closeAll(false)
+		return
+	}
+	e.served++
+	e.st = esHead
+	e.idleAt = e.lp.Now()
+	e.setDeadline(e.idleAt + int64(c.h.cfg.Timeouts.Idle))
+	if c.draining.Load() && c.rn == c.roff {
+		e.closeAll(false)
+		return
+	}
+	e.head()
+}
+
+// endExchange records the outcome of a response from e.srv, complete or not.
+func (e *econn) endExchange() {
+	c := &e.conn
+	if e.srv == nil {
+		return
+	}
+	o := Outcome{Status: c.resp.Status, BytesIn: c.bytesIn, BytesOut: e.respIn, Connect: e.connectDur,
+		Response: c.respAt.Sub(e.tSent)}
+	srv := e.srv
+	e.srv = nil
+	srv.Done(o)
+	c.lastEnd = time.Now()
+	e.be.st.observe(o.Status, c.lastEnd.Sub(c.start).Seconds())
+	if c.h.cfg.AccessLog {
+		c.accessLogTimes(e.be, srv, o.Status, e.queued, o.Connect, o.Response)
+	}
+}
+
+// fail answers an error for a request no server answered (as conn.failBeforeResponse).
+func (e *econn) fail(srv Server, status int, why string) {
+	c := &e.conn
+	keep := !c.req.Close && !c.draining.Load()
+	e.be.st.observe(status, time.Since(c.start).Seconds())
+	sname := ""
+	if srv != nil {
+		sname = srv.Name()
+	}
+	c.h.log.Warn("request failed", "backend", e.be.name, "server", sname, "status", status, "reason", why,
+		"method", string(c.logMethod), "path", string(c.logPath))
+	c.accessLog(e.be, srv, status)
+	e.local(status, "", !keep)
+}
+
+// local sends a palisade-made error response; with closeConn the
+// connection then lingers (so the client reads the answer, not a reset)
+// and closes, else the next request is read.
+func (e *econn) local(status int, reason string, closeConn bool) {
+	c := &e.conn
+	if reason != "" {
+		c.h.log.Info("request rejected", "client", c.client.String(), "status", status, "reason", reason)
+		c.h.none.observe(status, 0)
+	}
+	c.wbuf = appendErrorResponse(c.wbuf[:0], status, closeConn)
+	if n, en := rawsock.Write(e.fd, c.wbuf); en != 0 || n < len(c.wbuf) {
+		closeConn = true // a client that does not take a short answer is not kept
+	}
+	if !closeConn {
+		e.served++
+		e.st = esHead
+		e.idleAt = e.lp.Now()
+		e.setDeadline(e.idleAt + int64(c.h.cfg.Timeouts.Idle))
+		e.head()
+		return
+	}
+	rawsock.ShutdownWrite(e.fd)
+	e.st = esLinger
+	e.setDeadline(e.lp.Now() + int64(500*time.Millisecond))
+	e.linger()
+}
+
+// linger reads and drops what the client still sends, until its FIN.
+func (e *econn) linger() {
+	var buf [4096]byte
+	for e.cRead {
+		n, en := rawsock.Read(e.fd, buf[:])
+		switch {
+		case en == unix.EAGAIN:
+			e.cRead = false
+		case en == unix.EINTR:
+		case en != 0 || n == 0:
+			e.closeAll(false)
+			return
+		}
+	}
+}
+
+// closeAll ends the connection: the server connection in use is closed
+// (its server slot given back if the exchange was open), then the client's.
+func (e *econn) closeAll(reset bool) {
+	if e.st == esDone && e.fd < 0 {
+		return
+	}
+	if e.u != nil {
+		e.u.close()
+		e.u = nil
+	}
+	if e.srv != nil {
+		e.srv.Done(Outcome{Aborted: true, BytesIn: e.bytesIn, Connect: e.connectDur})
+		e.srv = nil
+	}
+	e.st = esDone
+	if e.timer != nil {
+		e.timer.Stop()
+	}
+	if e.fd >= 0 {
+		e.lp.Unwatch(e.fd)
+		if reset {
+			rawsock.ResetClose(e.fd)
+		} else {
+			rawsock.Close(e.fd)
+		}
+		e.fd = -1
+	}
+	e.leave()
+	e.done()
+}
+
+// leave takes the connection out of its drain set.
+func (e *econn) leave() {
+	if e.ds != nil {
+		e.ds.remove(&e.conn)
+	}
+}
+
+// handoff gives the connection, at a request boundary (the request is
+// buffered, unserved), to a goroutine running the goroutine path.
+func (e *econn) handoff() {
+	c := &e.conn
+	e.timer.Stop()
+	e.lp.Unwatch(e.fd)
+	f := os.NewFile(uintptr(e.fd), "client")
+	nc, err := net.FileConn(f) // a duplicate, in Go's poller
+	_ = f.Close()
+	e.fd = -1
+	e.st = esDone
+	if err != nil {
+		c.h.log.Warn("handing a connection to a goroutine", "error", err)
+		e.leave()
+		e.done()
+		return
+	}
+	c.nc = nc
+	c.tcp, _ = nc.(*net.TCPConn)
+	e.mu.Lock()
+	e.handed = nc
+	e.mu.Unlock()
+	c.ec.Store(nil) // onDrain now acts on nc (see conn.onDrain)
+	go func() {
+		c.serve()
+		e.leave()
+		_ = nc.Close()
+		e.done()
+	}()
+}
+
+// eup is a server connection of the engine path: in use by one econn, or
+// idle in its loop's pool (owner nil), where it stays registered.
+type eup struct {
+	fd                 int
+	addr               string
+	pool               *epool
+	owner              *econn
+	readable, writable bool
+	reused             bool
+	idleSince          int64
+}
+
+// Ready implements Watcher for the server socket.
+func (u *eup) Ready(ev uint32) {
+	if ev&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLERR|unix.EPOLLHUP) != 0 {
+		u.readable = true
+	}
+	if ev&(unix.EPOLLOUT|unix.EPOLLERR|unix.EPOLLHUP) != 0 {
+		u.writable = true
+	}
+	e := u.owner
+	if e == nil {
+		// idle: the server closed it (or sent something unasked)
+		if ev&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLERR|unix.EPOLLHUP) != 0 {
+			u.pool.remove(u)
+			u.close()
+		}
+		return
+	}
+	switch e.st {
+	case esConnect:
+		if ev&(unix.EPOLLOUT|unix.EPOLLERR|unix.EPOLLHUP) != 0 {
+			e.connected()
+		}
+	case esSend:
+		if u.writable {
+			e.send()
+		}
+	case esWait:
+		if u.readable {
+			e.wait()
+		}
+	case esBody:
+		if u.readable && len(e.out) == 0 {
+			e.body()
+		}
+	}
+}
+
+func (u *eup) close() {
+	if u.fd >= 0 {
+		if u.owner != nil {
+			u.owner.lp.Unwatch(u.fd)
+		} else {
+			u.pool.lp.Unwatch(u.fd)
+		}
+		rawsock.Close(u.fd)
+		u.fd = -1
+	}
+}
+
+// epool holds one loop's idle server connections of one Handler, per
+// address, newest last. Only its loop touches it, but for close.
+type epool struct {
+	lp     Loop
+	idle   map[string][]*eup
+	timer  Timer
+	next   int64 // deadline set on timer
+	maxAge time.Duration
+	closed bool
+}
+
+// epoolFor returns the pool of lp, creating it.
+func (h *Handler) epoolFor(lp Loop) *epool {
+	h.drainMu.Lock()
+	defer h.drainMu.Unlock()
+	p := h.epools[lp]
+	if p == nil {
+		if h.epools == nil {
+			h.epools = map[Loop]*epool{}
+		}
+		p = &epool{lp: lp, idle: map[string][]*eup{}, maxAge: h.cfg.Timeouts.Idle}
+		p.timer = lp.Track(p)
+		p.next = math.MaxInt64
+		p.timer.Set(p.next)
+		h.epools[lp] = p
+	}
+	return p
+}
+
+func (p *epool) get(addr string, now int64, maxAge time.Duration) *eup {
+	l := p.idle[addr]
+	for len(l) > 0 {
+		u := l[len(l)-1]
+		l[len(l)-1] = nil
+		l = l[:len(l)-1]
+		if time.Duration(now-u.idleSince) <= maxAge {
+			p.idle[addr] = l
+			u.reused = true
+			return u
+		}
+		u.close()
+	}
+	p.idle[addr] = l
+	return nil
+}
+
+func (p *epool) put(u *eup, now int64) {
+	if p.closed {
+		u.close()
+		return
+	}
+	u.idleSince = now
+	l := p.idle[u.addr]
+	if len(l) >= 256 {
+		old := l[0]
+		copy(l, l[1:])
+		l = l[:len(l)-1]
+		old.close()
+	}
+	p.idle[u.addr] = append(l, u)
+	if at := now + int64(p.maxAge); at < p.next {
+		p.next = at
+		p.timer.Set(at)
+	}
+}
+
+func (p *epool) remove(u *eup) {
+	l := p.idle[u.addr]
+	for i, x := range l {
+		if x == u {
+			copy(l[i:], l[i+1:])
+			l[len(l)-1] = nil
+			p.idle[u.addr] = l[:len(l)-1]
+			return
+		}
+	}
+}
+
+// Deadline implements Timed: the oldest idle connection's expiry.
+func (p *epool) Deadline() int64 {
+	d := int64(math.MaxInt64)
+	for _, l := range p.idle {
+		if len(l) > 0 {
+			d = min(d, l[0].idleSince+int64(p.maxAge))
+		}
+	}
+	p.next = d
+	return d
+}
+
+// Expire implements Timed: idle connections past timeouts.idle are closed.
+func (p *epool) Expire() {
+	now := p.lp.Now()
+	for addr, l := range p.idle {
+		i := 0
+		for i < len(l) && time.Duration(now-l[i].idleSince) > p.maxAge {
+			l[i].close()
+			i++
+		}
+		if i > 0 {
+			n := copy(l, l[i:])
+			clear(l[n:])
+			p.idle[addr] = l[:n]
+		}
+	}
+	p.timer.Set(p.Deadline())
+}
+
+// Shutdown implements Timed.
+func (p *epool) Shutdown() { p.closeAll() }
+
+func (p *epool) closeAll() {
+	p.closed = true
+	for addr, l := range p.idle {
+		for _, u := range l {
+			u.close()
+		}
+		delete(p.idle, addr)
+	}
+	p.timer.Stop()
+}
