@@ -20,10 +20,12 @@ build:
 run: build
 	@./test/demo.sh
 
-# Installs what the tests need (Debian packages, as root), then runs every test.
+# Installs what the tests need (Debian packages, as root), then runs every test;
+# proxy/l7 runs twice: on the event-loop path (default) and the goroutine path.
 test: deps
 	$(GO) vet ./...
 	$(GO) test $(TESTFLAGS) ./...
+	L7_GOROUTINE=1 $(GO) test $(TESTFLAGS) ./proxy/l7/
 
 test-short:
 	$(GO) test -short ./...

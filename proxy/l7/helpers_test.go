@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 type fakeServer struct {
@@ -99,6 +101,7 @@ type proxy struct {
 	addr   string
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	loop   *testLoop // nil: goroutine path
 }
 
 func testLogger(t testing.TB) *slog.Logger {
@@ -124,6 +127,12 @@ func startProxy(t testing.TB, cfg Config, bs Backends) *proxy {
 	return serveHandler(t, h)
 }
 
+// onEngine: serveHandler serves on an event loop (ServeEngine, the default
+// path of plain http frontends); L7_GOROUTINE=1 runs the suite on the
+// goroutine path (ServeConn) instead. Either way, requests the engine does
+// not run itself are handed to the goroutine path.
+var onEngine = os.Getenv("L7_GOROUTINE") == ""
+
 func serveHandler(t testing.TB, h *Handler) *proxy {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -131,6 +140,13 @@ func serveHandler(t testing.TB, h *Handler) *proxy {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &proxy{h: h, ln: ln, addr: ln.Addr().String(), cancel: cancel}
+	var lp *testLoop
+	if onEngine && h.EngineCapable() {
+		if lp, err = newTestLoop(); err != nil {
+			t.Fatal(err)
+		}
+		p.loop = lp
+	}
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
@@ -141,6 +157,14 @@ func serveHandler(t testing.TB, h *Handler) *proxy {
 			}
 			ap := c.RemoteAddr().(*net.TCPAddr).AddrPort()
 			p.wg.Add(1)
+			if lp != nil {
+				fd := detachFD(t, c.(*net.TCPConn))
+				if !lp.Post(func() { h.ServeEngine(ctx, lp, fd, ap, p.wg.Done) }) {
+					unix.Close(fd)
+					p.wg.Done()
+				}
+				continue
+			}
 			go func() {
 				defer p.wg.Done()
 				h.ServeConn(ctx, c, ap)
@@ -151,11 +175,33 @@ func serveHandler(t testing.TB, h *Handler) *proxy {
 	return p
 }
 
+// detachFD takes c's socket out of Go's poller: a non-blocking duplicate,
+// c closed.
+func detachFD(t testing.TB, c *net.TCPConn) int {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		t.Error(err)
+		return -1
+	}
+	fd := -1
+	rc.Control(func(s uintptr) { fd, err = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0) })
+	c.Close()
+	if err != nil {
+		t.Error(err)
+		return -1
+	}
+	unix.SetNonblock(fd, true)
+	return fd
+}
+
 func (p *proxy) stop() {
 	p.ln.Close()
 	p.cancel()
 	p.wg.Wait()
 	p.h.Close()
+	if p.loop != nil {
+		p.loop.stop()
+	}
 }
 
 // rawServer is a TCP server that serves each connection with handle.
