@@ -95,6 +95,7 @@ func New(cfg Config, b Backends, m *Metrics, log *slog.Logger) (*Handler, error)
 	}
 	hex.Encode(h.ridPrefix[:], seed[:])
 	h.pool = newPool(256, cfg.Timeouts.Idle, cfg.Timeouts.Connect)
+	h.pool.epoch = h.epoch
 	if cfg.TLS != nil {
 		tc := cfg.TLS.Clone()
 		if len(tc.NextProtos) == 0 {

@@ -36,6 +36,8 @@ type pool struct {
 	maxIdle int           // per address
 	maxAge  time.Duration // idle connections older than this are closed
 	dialer  net.Dialer
+	purge   *time.Timer // armed while connections are idle
+	epoch   time.Time   // origin of the now values put and get are given
 }
 
 func newPool(maxIdle int, maxAge, connect time.Duration) *pool {
@@ -111,7 +113,42 @@ func (p *pool) put(u *upConn, now int64) {
 		return
 	}
 	p.idle[u.addr] = append(l, u)
+	if p.purge == nil && !p.epoch.IsZero() {
+		p.purge = time.AfterFunc(p.maxAge, p.purgeOld)
+	}
 	p.mu.Unlock()
+}
+
+// purgeOld closes the idle connections older than maxAge, and runs again
+// while any are left.
+func (p *pool) purgeOld() {
+	now := int64(time.Since(p.epoch))
+	var old []*upConn
+	p.mu.Lock()
+	p.purge = nil
+	if p.closed {
+		p.mu.Unlock()
+		return
+	}
+	left := false
+	for addr, l := range p.idle {
+		i := 0
+		for i < len(l) && time.Duration(now-l[i].idleSince) > p.maxAge {
+			old = append(old, l[i])
+			i++
+		}
+		n := copy(l, l[i:])
+		clear(l[n:])
+		p.idle[addr] = l[:n]
+		left = left || n > 0
+	}
+	if left {
+		p.purge = time.AfterFunc(p.maxAge/2, p.purgeOld)
+	}
+	p.mu.Unlock()
+	for _, u := range old {
+		u.nc.Close()
+	}
 }
 
 func (p *pool) dial(ctx context.Context, addr string) (*upConn, error) {
@@ -128,6 +165,10 @@ func (p *pool) dial(ctx context.Context, addr string) (*upConn, error) {
 func (p *pool) close() {
 	p.mu.Lock()
 	p.closed = true
+	if p.purge != nil {
+		p.purge.Stop()
+		p.purge = nil
+	}
 	all := p.idle
 	p.idle = map[string][]*upConn{}
 	p.mu.Unlock()
