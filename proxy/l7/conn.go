@@ -136,7 +136,7 @@ func (c *conn) release() {
 func (c *conn) onDrain() {
 	c.draining.Store(true)
 	if e := c.ec.Load(); e != nil {
-		e.lp.Post(e.drain)
+		e.drainPost()
 		return
 	}
 	if c.state.Load() == stIdle {

@@ -78,10 +78,26 @@ type econn struct {
 	ds     *drainSet
 	mu     sync.Mutex
 	handed net.Conn // set by handoff
+	gen    uint64   // connections served by this (pooled) econn so far
 }
 
 // EngineConn is a connection served by ServeEngine.
-type EngineConn struct{ e *econn }
+type EngineConn struct {
+	e   *econn
+	gen uint64
+}
+
+// econnPool recycles engine connections with their buffers: a connection
+// per request (Connection: close) would otherwise allocate 56 KiB each.
+var econnPool = sync.Pool{New: func() any {
+	e := &econn{}
+	c := &e.conn
+	c.rbuf = make([]byte, 16<<10)
+	c.ubuf = make([]byte, 32<<10)
+	c.obuf = make([]byte, 0, 4<<10)
+	c.wbuf = make([]byte, 0, 4<<10)
+	return e
+}}
 
 // ServeEngine serves the accepted non-blocking client socket fd on loop lp;
 // it is called on lp's goroutine. done runs once the connection has ended
@@ -89,18 +105,16 @@ type EngineConn struct{ e *econn }
 // context of ServeConn. A Handler with TLS does not serve on the engine:
 // ServeEngine closes fd and calls done.
 func (h *Handler) ServeEngine(ctx context.Context, lp Loop, fd int, client netip.AddrPort, done func()) *EngineConn {
-	e := &econn{lp: lp, fd: fd, done: done}
-	ec := &EngineConn{e}
 	if h.tlsConfig != nil {
 		rawsock.Close(fd)
 		done()
-		return ec
+		return &EngineConn{}
 	}
+	e := econnPool.Get().(*econn)
+	e.lp, e.fd, e.done, e.st, e.ds = lp, fd, done, esHead, nil
+	e.cHup, e.out, e.headAt, e.u, e.srv = false, nil, 0, nil, nil
+	ec := &EngineConn{e, e.gen}
 	c := &e.conn
-	c.rbuf = make([]byte, 16<<10)
-	c.ubuf = make([]byte, 32<<10)
-	c.obuf = make([]byte, 0, 4<<10)
-	c.wbuf = make([]byte, 0, 4<<10)
 	c.init(ctx, h, nil, client, false)
 	c.ec.Store(e)
 	e.pool = h.epoolFor(lp)
@@ -108,6 +122,8 @@ func (h *Handler) ServeEngine(ctx context.Context, lp Loop, fd int, client netip
 		h.log.Warn("registering a connection", "error", err)
 		rawsock.ResetClose(fd)
 		e.fd = -1
+		e.st = esDone
+		e.recycle()
 		done()
 		return ec
 	}
@@ -126,23 +142,55 @@ func (h *Handler) ServeEngine(ctx context.Context, lp Loop, fd int, client netip
 
 // Abort closes the connection at once (a forced drain); any goroutine.
 func (ec *EngineConn) Abort() {
-	e := ec.e
-	if !e.lp.Post(func() { e.abort() }) {
-		e.abort()
+	e, gen := ec.e, ec.gen
+	if e == nil {
+		return
 	}
-}
-
-func (e *econn) abort() {
 	e.mu.Lock()
 	nc := e.handed
+	if e.gen != gen {
+		nc = nil // ended; the econn serves another connection now
+	}
 	e.mu.Unlock()
 	if nc != nil {
 		nc.Close()
 		return
 	}
-	if e.st != esDone {
-		e.closeAll(true)
+	e.lp.Post(func() {
+		if e.gen == gen && e.st != esDone {
+			e.closeAll(true)
+		}
+	})
+}
+
+// drainPost asks the loop to run drain (from conn.onDrain, any goroutine).
+func (e *econn) drainPost() {
+	e.mu.Lock()
+	gen, lp := e.gen, e.lp
+	e.mu.Unlock()
+	lp.Post(func() {
+		if e.gen == gen {
+			e.drain()
+		}
+	})
+}
+
+// recycle returns an econn that ended on the loop (not handed off) to the
+// pool; posted work for it is recognised as stale by its generation.
+func (e *econn) recycle() {
+	e.leave()
+	c := &e.conn
+	e.mu.Lock()
+	e.gen++
+	e.mu.Unlock()
+	c.ec.Store(nil)
+	c.h, c.ctx = nil, nil
+	c.tried.reset()
+	e.be, e.sticky, e.timer = nil, nil, nil
+	if cap(c.rbuf) > 64<<10 || cap(c.ubuf) > 64<<10 || cap(c.wbuf) > 64<<10 || cap(c.obuf) > 64<<10 {
+		return // grown for a large head: let it go
 	}
+	econnPool.Put(e)
 }
 
 // drain runs on the loop when the drain context is cancelled: an idle
@@ -936,8 +984,9 @@ func (e *econn) closeAll(reset bool) {
 		}
 		e.fd = -1
 	}
-	e.leave()
-	e.done()
+	done := e.done
+	e.recycle()
+	done()
 }
 
 // leave takes the connection out of its drain set.
@@ -967,7 +1016,7 @@ func (e *econn) handoff() {
 	c.nc = nc
 	c.tcp, _ = nc.(*net.TCPConn)
 	e.mu.Lock()
-	e.handed = nc
+	e.handed = nc // for Abort; this econn is never recycled
 	e.mu.Unlock()
 	c.ec.Store(nil) // onDrain now acts on nc (see conn.onDrain)
 	go func() {
