@@ -979,3 +979,42 @@ func TestGoAcceptHandsTCPToEngine(t *testing.T) {
 		t.Fatalf("server saw %d connections, want 20", c.Total)
 	}
 }
+
+func TestLighterLoop(t *testing.T) {
+	t.Parallel()
+	mk := func(loads ...int32) []*loop {
+		ls := make([]*loop, len(loads))
+		for i := range ls {
+			ls[i] = &loop{}
+			ls[i].load.Store(loads[i])
+		}
+		for _, l := range ls {
+			l.peers = ls
+		}
+		return ls
+	}
+	for _, tt := range []struct {
+		loads []int32
+		want  int // index of the loop loop 0 hands to; -1 keeps it
+	}{
+		{[]int32{0}, -1},
+		{[]int32{0, 0}, -1},
+		{[]int32{2, 0}, -1}, // small differences are noise
+		{[]int32{3, 0}, 1},
+		{[]int32{5, 0}, 1},
+		{[]int32{30, 25}, -1},
+		{[]int32{30, 20}, 1},
+		{[]int32{30, 20, 10}, 2},
+		{[]int32{10, 40, 12}, -1},
+	} {
+		ls := mk(tt.loads...)
+		got := ls[0].lighter()
+		want := (*loop)(nil)
+		if tt.want >= 0 {
+			want = ls[tt.want]
+		}
+		if got != want {
+			t.Errorf("loads %v: loop 0 hands new connections to %p, want %p (index %d)", tt.loads, got, want, tt.want)
+		}
+	}
+}
