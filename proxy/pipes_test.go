@@ -10,6 +10,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -43,11 +44,20 @@ func TestPipesUnderTheUserLimit(t *testing.T) {
 	if err := copyFile(os.Args[0], bin); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, "-test.run=^TestPipesUnderTheUserLimit$", "-test.count=1")
-	cmd.Env = append(os.Environ(), pipeChildEnv+"=1")
-	cmd.Dir = dir
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
-	out, err := cmd.CombinedOutput()
+	var out []byte
+	// A process forked by a parallel test may hold the copy's write
+	// descriptor until it execs (golang/go#22315): ETXTBSY for a moment.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		cmd := exec.Command(bin, "-test.run=^TestPipesUnderTheUserLimit$", "-test.count=1")
+		cmd.Env = append(os.Environ(), pipeChildEnv+"=1")
+		cmd.Dir = dir
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+		out, err = cmd.CombinedOutput()
+		if !errors.Is(err, syscall.ETXTBSY) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	if err != nil {
 		t.Fatalf("child: %v\n%s", err, out)
 	}
