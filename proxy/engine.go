@@ -87,9 +87,6 @@ func (e *engine) start() error {
 	}
 	e.loops = loops
 	for _, l := range loops {
-		l.peers = loops
-	}
-	for _, l := range loops {
 		e.wg.Add(1)
 		go func() { defer e.wg.Done(); l.run() }()
 	}
@@ -201,13 +198,11 @@ func (e *engine) stop() {
 // loop is one event loop. Everything but lns, cmds and the wake counter is
 // touched only by its own goroutine.
 type loop struct {
-	log   *slog.Logger
-	peers []*loop      // every loop of the engine, this one included
-	load  atomic.Int32 // tracked items (about one per connection)
-	epfd  int
-	wake  int // eventfd
-	file  *os.File
-	rc    syscall.RawConn
+	log  *slog.Logger
+	epfd int
+	wake int // eventfd
+	file *os.File
+	rc   syscall.RawConn
 
 	lnMu sync.Mutex
 	lns  map[int]*listener // listening sockets by descriptor
@@ -484,27 +479,8 @@ func (l *loop) accept(lfd int) {
 			rawsock.ResetClose(fd)
 			continue
 		}
-		client := rawsock.AddrPortOf(&l.sa)
-		if t := l.lighter(); t != nil && t.post(func() { h.acceptEngine(t, fd, client) }) {
-			continue
-		}
-		h.acceptEngine(l, fd, client)
+		h.acceptEngine(l, fd, rawsock.AddrPortOf(&l.sa))
 	}
-}
-
-// lighter returns a loop serving clearly fewer connections than this one,
-// or nil. Which loop the kernel wakes for a new connection is left to
-// chance: uneven loops make uneven latency.
-func (l *loop) lighter() *loop {
-	own := l.load.Load()
-	var best *loop
-	least := own - own/8 - 2
-	for _, p := range l.peers {
-		if n := p.load.Load(); n < least {
-			best, least = p, n
-		}
-	}
-	return best
 }
 
 // addListener adds ln to the epoll set, level-triggered and exclusive (one
@@ -578,7 +554,6 @@ func (l *loop) track(s tracked) {
 	t := s.tracking()
 	t.idx = len(l.sessions)
 	l.sessions = append(l.sessions, s)
-	l.load.Add(1)
 	l.schedule(t.deadline)
 }
 
@@ -594,7 +569,6 @@ func (l *loop) untrack(s tracked) {
 	l.sessions[last] = nil
 	l.sessions = l.sessions[:last]
 	t.idx = -1
-	l.load.Add(-1)
 }
 
 // sweep applies timeouts, ends listener pauses and schedules the next sweep.
