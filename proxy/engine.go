@@ -436,7 +436,7 @@ func (l *loop) getBuf() []byte {
 		l.bufs = l.bufs[:n-1]
 		return b
 	}
-	return make([]byte, copyBufSize)
+	return make([]byte, 16<<10) // a full read switches to splice (pipes)
 }
 
 func (l *loop) putBuf(b []byte) {

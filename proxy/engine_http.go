@@ -5,6 +5,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/palisade-lb/palisade/proxy/internal/pipes"
 	"github.com/palisade-lb/palisade/proxy/l7"
 )
 
@@ -51,3 +52,7 @@ func (x *l7timer) Set(at int64) {
 }
 
 func (x *l7timer) Stop() { x.l.untrack(x) }
+
+// CloseIdlePipes closes the pooled splice pipes (at stop, so no descriptor
+// outlives the proxy).
+func CloseIdlePipes() { pipes.CloseIdle() }

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"github.com/palisade-lb/palisade/proxy/internal/pipes"
 	"github.com/palisade-lb/palisade/proxy/internal/rawsock"
 	"log/slog"
 	"math"
@@ -32,7 +33,7 @@ type end struct {
 
 	buf    []byte // pending bytes [off:n], or nil
 	off, n int
-	p      *pipe // splice pipe and bytes in it, or nil
+	p      *pipes.Pipe // splice pipe and bytes in it, or nil
 	inPipe int
 	splice bool  // the last read filled the buffer: move bulk with splice
 	last   int64 // last read or write (loop clock), for inactivity timeouts
@@ -482,7 +483,7 @@ func (s *esession) flow(src, dst *end) bool {
 			if !dst.writable {
 				return true
 			}
-			n, e := rawsock.Splice(src.p.r, dst.fd, src.inPipe)
+			n, e := rawsock.Splice(src.p.R, dst.fd, src.inPipe)
 			if e == unix.EAGAIN {
 				dst.writable = false
 				return true
@@ -546,19 +547,19 @@ func (s *esession) flow(src, dst *end) bool {
 		}
 		if src.splice {
 			if src.p == nil {
-				p, err := getPipe()
+				p, err := pipes.Get()
 				if err != nil {
 					src.splice = false // no pipe (fd limit): stay on the buffered path
 					continue
 				}
 				src.p = p
 			}
-			n, e := rawsock.Splice(src.fd, src.p.w, src.p.size)
+			n, e := rawsock.Splice(src.fd, src.p.W, src.p.Size)
 			switch {
 			case e == unix.EAGAIN:
 				// drained: back to waiting with neither pipe nor buffer
 				src.readable, src.splice = false, false
-				putPipe(src.p, true)
+				pipes.Put(src.p, true)
 				src.p = nil
 				return true
 			case e == unix.EINTR:
@@ -567,7 +568,7 @@ func (s *esession) flow(src, dst *end) bool {
 				return s.fail(src, e)
 			case n == 0:
 				src.eof = true
-				putPipe(src.p, true)
+				pipes.Put(src.p, true)
 				src.p = nil
 				continue
 			}
@@ -717,7 +718,7 @@ func (s *esession) close(reason string) {
 			e.buf = nil
 		}
 		if e.p != nil {
-			putPipe(e.p, e.inPipe == 0)
+			pipes.Put(e.p, e.inPipe == 0)
 			e.p = nil
 		}
 		l.closeEnd(e, false)

@@ -1,4 +1,4 @@
-package proxy
+package pipes
 
 import (
 	"errors"
@@ -17,10 +17,10 @@ import (
 
 const pipeChildEnv = "PALISADE_TEST_PIPE_CHILD"
 
-// TestPipesUnderTheUserLimit runs getPipe as an unprivileged user (nobody)
+// TestPipesUnderTheUserLimit runs Get as an unprivileged user (nobody)
 // up to fs.pipe-user-pages-soft and past it: pipes get smaller as more are
 // open, so hundreds fit; every pipe really has the capacity it claims and
-// at least minPipeSize; and once the kernel only gives tiny pipes, getPipe
+// at least MinSize; and once the kernel only gives tiny pipes, Get
 // says so (the engine then copies through buffers).
 func TestPipesUnderTheUserLimit(t *testing.T) {
 	if os.Getenv(pipeChildEnv) != "" {
@@ -40,7 +40,7 @@ func TestPipesUnderTheUserLimit(t *testing.T) {
 	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	bin := filepath.Join(dir, "proxy.test")
+	bin := filepath.Join(dir, "pipes.test")
 	if err := copyFile(os.Args[0], bin); err != nil {
 		t.Fatal(err)
 	}
@@ -86,22 +86,22 @@ func lastLine(s string) string {
 // user limit and prints what it got; any pipe that is not what it claims
 // is a failure.
 func pipeChild() {
-	var held []*pipe
+	var held []*Pipe
 	var ok, small int
 	sizes := map[int]int{}
 	for range 600 { // the default limit (64 MiB) holds about 500
-		p, err := getPipe()
-		if errors.Is(err, errSmallPipe) {
+		p, err := Get()
+		if errors.Is(err, ErrSmall) {
 			small++
 			continue
 		}
 		if err != nil {
-			fmt.Println("getPipe:", err)
+			fmt.Println("Get:", err)
 			os.Exit(1)
 		}
-		n, err := unix.FcntlInt(uintptr(p.w), unix.F_GETPIPE_SZ, 0)
-		if err != nil || n != p.size || n < minPipeSize {
-			fmt.Printf("pipe claims %d bytes, has %d (%v)\n", p.size, n, err)
+		n, err := unix.FcntlInt(uintptr(p.W), unix.F_GETPIPE_SZ, 0)
+		if err != nil || n != p.Size || n < MinSize {
+			fmt.Printf("pipe claims %d bytes, has %d (%v)\n", p.Size, n, err)
 			os.Exit(1)
 		}
 		sizes[n]++
