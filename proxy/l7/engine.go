@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/palisade-lb/palisade/proxy/internal/pipes"
 	"github.com/palisade-lb/palisade/proxy/internal/rawsock"
 	"github.com/palisade-lb/palisade/proxy/l7/http1"
 )
@@ -72,8 +73,11 @@ type econn struct {
 	kind                      http1.BodyKind
 	rem                       int64 // Content-Length body left to forward
 	decode, upKeep, cliKeep   bool
-	respIn                    int64 // response bytes received
-	lastUp                    int64 // server activity (loop clock)
+	respIn                    int64       // response bytes received
+	lastUp                    int64       // server activity (loop clock)
+	p                         *pipes.Pipe // splicing a large body, or nil
+	inPipe                    int         // bytes in p
+	noPipe                    bool        // no pipe to be had: copy this body
 
 	ds     *drainSet
 	mu     sync.Mutex
@@ -227,7 +231,7 @@ func (e *econn) Expire() {
 	case esSend, esWait:
 		e.serverTimeout()
 	case esBody:
-		if len(e.out) > 0 && e.lp.Now()-e.lastUp < int64(e.h.cfg.Timeouts.Server) {
+		if (len(e.out) > 0 || e.inPipe > 0) && e.lp.Now()-e.lastUp < int64(e.h.cfg.Timeouts.Server) {
 			e.h.log.Debug("client timeout during a response")
 		} else {
 			e.logServer("response body truncated", e.be, e.srv, os.ErrDeadlineExceeded)
@@ -261,7 +265,7 @@ func (e *econn) Ready(ev uint32) {
 			e.closeAll(true)
 			return
 		}
-		if e.cWrite && len(e.out) > 0 {
+		if e.cWrite && (len(e.out) > 0 || e.inPipe > 0) {
 			e.body()
 		}
 	case esConnect, esSend, esWait:
@@ -700,7 +704,7 @@ func (e *econn) respond() {
 	w := c.buildResponse(c.wbuf[:0], kind, e.decode, e.cliKeep, false, e.be, setCookie)
 	body := c.ubuf[c.respHeadLen:c.un]
 	e.respIn = int64(c.un)
-	e.kind, e.rem = kind, 0
+	e.kind, e.rem, e.noPipe = kind, 0, false
 	switch kind {
 	case http1.BodyNone:
 		if len(body) > 0 {
@@ -750,7 +754,7 @@ func (e *econn) respond() {
 func (e *econn) bodyDone() bool {
 	switch e.kind {
 	case http1.BodyLength:
-		return e.rem == 0
+		return e.rem == 0 && e.inPipe == 0
 	case http1.BodyChunked:
 		return e.chunk.Done()
 	case http1.BodyClose:
@@ -786,6 +790,20 @@ func (e *econn) body() {
 		}
 		if e.bodyDone() {
 			e.finish()
+			return
+		}
+		if e.kind == http1.BodyLength && (e.p != nil || e.rem >= spliceMin && !e.noPipe) {
+			if e.p == nil {
+				p, err := pipes.Get()
+				if err != nil {
+					e.noPipe = true // copied through the buffer instead
+					continue
+				}
+				e.p = p
+			}
+			if e.spliceBody() {
+				e.finish()
+			}
 			return
 		}
 		u := e.u
@@ -850,6 +868,69 @@ func (e *econn) body() {
 			e.out = buf[:n]
 		}
 		c.bytesOut += int64(len(e.out))
+	}
+}
+
+// spliceBody moves the rest of a Content-Length body from the server to
+// the client through e.p with splice(2): the bytes stay in the kernel. It
+// reports whether the body is through; false: it waits for a socket, or the
+// connection has ended.
+func (e *econn) spliceBody() bool {
+	c := &e.conn
+	h := c.h
+	u := e.u
+	for {
+		if e.inPipe > 0 {
+			if !e.cWrite {
+				e.setDeadline(e.lp.Now() + int64(h.cfg.Timeouts.Client))
+				return false
+			}
+			n, en := rawsock.Splice(e.p.R, e.fd, e.inPipe)
+			switch {
+			case en == unix.EAGAIN:
+				e.cWrite = false
+				continue
+			case en == unix.EINTR:
+				continue
+			case en != 0:
+				e.endExchange()
+				e.closeAll(true)
+				return false
+			}
+			e.inPipe -= n
+			c.bytesOut += int64(n)
+			continue
+		}
+		if e.rem == 0 {
+			pipes.Put(e.p, true)
+			e.p = nil
+			return true
+		}
+		if !u.readable {
+			e.setDeadline(e.lastUp + int64(h.cfg.Timeouts.Server))
+			return false
+		}
+		n, en := rawsock.Splice(u.fd, e.p.W, int(min(int64(e.p.Size), e.rem)))
+		switch {
+		case en == unix.EAGAIN:
+			u.readable = false
+			continue
+		case en == unix.EINTR:
+			continue
+		case en != 0 || n == 0:
+			var err error = io.ErrUnexpectedEOF
+			if en != 0 {
+				err = en
+			}
+			e.logServer("response body truncated", e.be, e.srv, err)
+			e.endExchange()
+			e.closeAll(true)
+			return false
+		}
+		e.rem -= int64(n)
+		e.inPipe += n
+		e.respIn += int64(n)
+		e.lastUp = e.lp.Now()
 	}
 }
 
@@ -971,6 +1052,10 @@ func (e *econn) closeAll(reset bool) {
 		e.srv.Done(Outcome{Aborted: true, BytesIn: e.bytesIn, Connect: e.connectDur})
 		e.srv = nil
 	}
+	if e.p != nil {
+		pipes.Put(e.p, e.inPipe == 0)
+		e.p, e.inPipe = nil, 0
+	}
 	e.st = esDone
 	if e.timer != nil {
 		e.timer.Stop()
@@ -1070,7 +1155,7 @@ func (u *eup) Ready(ev uint32) {
 			e.wait()
 		}
 	case esBody:
-		if u.readable && len(e.out) == 0 {
+		if u.readable && len(e.out) == 0 && e.inPipe == 0 {
 			e.body()
 		}
 	}

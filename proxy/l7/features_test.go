@@ -211,9 +211,7 @@ func TestErrorsFromServers(t *testing.T) {
 		http.ReadRequest(bufio.NewReader(c))
 		io.Copy(io.Discard, c) // never answers
 	})
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	dead := ln.Addr().String()
-	ln.Close()
+	dead := refusingAddr(t)
 	sBad := newFakeServer("bad", garbage.addr())
 	sHang := newFakeServer("hang", hang.addr())
 	sDead := newFakeServer("dead", dead)

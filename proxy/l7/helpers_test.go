@@ -2,6 +2,7 @@ package l7
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net"
 	"os"
@@ -251,3 +252,24 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 }
 
 var zeroTime time.Time
+
+// refusingAddr is a loopback address that refuses connections: a bound
+// socket that does not listen holds the port for the test. (A closed
+// listener's port may be handed to the next listener, maybe the proxy's own:
+// a "dead" server that is the proxy sends its requests round in a loop.)
+func refusingAddr(t testing.TB) string {
+	t.Helper()
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("127.0.0.1:%d", sa.(*unix.SockaddrInet4).Port)
+}
