@@ -35,6 +35,10 @@ func fixedServer(tb testing.TB, resp []byte) *rawServer {
 	})
 }
 
+// benchProxy measures one client doing requests in turn. The figure that
+// counts here is allocs/op; on the engine path (the default) ns/op is that
+// of the test's simple loop (loop_test.go), which blocks in epoll_wait
+// between requests: `make bench-http` measures speed on the real loops.
 func benchProxy(b *testing.B, cfg Config, respBody int, closeEach bool) {
 	body := bytes.Repeat([]byte("x"), respBody)
 	resp := append([]byte("HTTP/1.1 200 OK\r\nServer: bench\r\nContent-Type: text/plain\r\nContent-Length: "+strconv.Itoa(respBody)+"\r\n\r\n"), body...)
