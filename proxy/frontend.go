@@ -40,11 +40,6 @@ type EngineHandler interface {
 	ServeEngine(ctx context.Context, lp l7.Loop, fd int, client netip.AddrPort, done func()) *l7.EngineConn
 }
 
-// HTTPOnEngine makes plain http frontends run on the event loops (the
-// default); false keeps them on a goroutine per connection. Set it before
-// building frontends (benchmarks compare the two).
-var HTTPOnEngine = true
-
 // Frontend is one config generation of a frontend: it admits connections
 // (ACL, rate limit, max_conns, PROXY protocol) and proxies them to its backend,
 // or hands them to an L7 handler. A reload builds a new Frontend; connections
@@ -75,7 +70,7 @@ func NewFrontend(cfg FrontendConfig, backend *Backend, l7 ConnHandler, stats *Fr
 	f := &Frontend{cfg: cfg, backend: backend, l7: l7, stats: stats, log: log.With("frontend", cfg.Name),
 		sessions: map[aborter]struct{}{}}
 	f.ctx, f.cancel = context.WithCancel(context.Background())
-	if eh, ok := l7.(EngineHandler); ok && HTTPOnEngine && eh.EngineCapable() && !cfg.AcceptProxy {
+	if eh, ok := l7.(EngineHandler); ok && eh.EngineCapable() && !cfg.AcceptProxy {
 		f.l7eng = eh
 	}
 	if len(cfg.Allow) > 0 || len(cfg.Deny) > 0 {
