@@ -37,7 +37,7 @@ type ConnHandler interface {
 type EngineHandler interface {
 	ConnHandler
 	EngineCapable() bool
-	ServeEngine(ctx context.Context, lp l7.Loop, fd int, client netip.AddrPort, done func()) *l7.EngineConn
+	ServeEngine(ctx context.Context, lp l7.Loop, fd int, client netip.AddrPort, adm *l7.Admission, done func()) *l7.EngineConn
 }
 
 // Frontend is one config generation of a frontend: it admits connections
@@ -49,6 +49,7 @@ type Frontend struct {
 	backend *Backend
 	l7      ConnHandler
 	l7eng   EngineHandler // l7 when the event loops serve it, else nil
+	l7adm   *l7.Admission // with proxy_protocol.accept: checks after the header
 	acl     *limit.ACL
 	limiter *limit.Limiter
 	stats   *FrontendStats
@@ -65,13 +66,16 @@ type Frontend struct {
 
 // NewFrontend builds a frontend generation. prev, the generation it replaces
 // (or nil), lends its rate limiter when the limit is unchanged, so a reload
-// does not hand attackers fresh buckets. l7 is nil for tcp mode.
-func NewFrontend(cfg FrontendConfig, backend *Backend, l7 ConnHandler, stats *FrontendStats, prev *Frontend, log *slog.Logger) *Frontend {
-	f := &Frontend{cfg: cfg, backend: backend, l7: l7, stats: stats, log: log.With("frontend", cfg.Name),
+// does not hand attackers fresh buckets. lh is nil for tcp mode.
+func NewFrontend(cfg FrontendConfig, backend *Backend, lh ConnHandler, stats *FrontendStats, prev *Frontend, log *slog.Logger) *Frontend {
+	f := &Frontend{cfg: cfg, backend: backend, l7: lh, stats: stats, log: log.With("frontend", cfg.Name),
 		sessions: map[aborter]struct{}{}}
 	f.ctx, f.cancel = context.WithCancel(context.Background())
-	if eh, ok := l7.(EngineHandler); ok && eh.EngineCapable() && !cfg.AcceptProxy {
+	if eh, ok := lh.(EngineHandler); ok && eh.EngineCapable() {
 		f.l7eng = eh
+		if cfg.AcceptProxy {
+			f.l7adm = &l7.Admission{ProxyHeader: true, ProxyTimeout: cfg.ProxyTimeout, Admit: f.admitHeader}
+		}
 	}
 	if len(cfg.Allow) > 0 || len(cfg.Deny) > 0 {
 		f.acl = limit.NewACL(cfg.Allow, cfg.Deny)
@@ -156,9 +160,12 @@ func (f *Frontend) acceptHTTP(l *loop, fd int, client netip.AddrPort) {
 	cur := st.current.Add(1)
 	st.total.Add(1)
 	r := Reject(-1)
-	if f.cfg.MaxConns > 0 && cur > int64(f.cfg.MaxConns) {
+	switch {
+	case f.cfg.MaxConns > 0 && cur > int64(f.cfg.MaxConns):
 		r = RejectMaxConns
-	} else {
+	case f.cfg.AcceptProxy:
+		// the client's address is known once its PROXY header is read (admitHeader)
+	default:
 		r = f.admit(client)
 	}
 	if r >= 0 {
@@ -173,10 +180,23 @@ func (f *Frontend) acceptHTTP(l *loop, fd int, client netip.AddrPort) {
 		rawsock.Close(fd) // shutting down
 		return
 	}
-	hs.ec = f.l7eng.ServeEngine(f.ctx, l, fd, client, func() {
+	hs.ec = f.l7eng.ServeEngine(f.ctx, l, fd, client, f.l7adm, func() {
 		st.current.Add(-1)
 		f.part(hs)
 	})
+}
+
+// admitHeader applies the ACL and the rate limit to the client a PROXY
+// header names (ok false: the header was bad or late), counting refusals.
+func (f *Frontend) admitHeader(client netip.AddrPort, ok bool) bool {
+	r := RejectProxyProtocol
+	if ok {
+		if r = f.admit(client); r < 0 {
+			return true
+		}
+	}
+	f.stats.Count(r)
+	return false
 }
 
 // httpSession is an http connection served on an event loop.

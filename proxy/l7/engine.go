@@ -16,6 +16,7 @@ import (
 	"github.com/palisade-lb/palisade/proxy/internal/pipes"
 	"github.com/palisade-lb/palisade/proxy/internal/rawsock"
 	"github.com/palisade-lb/palisade/proxy/l7/http1"
+	"github.com/palisade-lb/palisade/proxy/proxyproto"
 )
 
 // The engine path serves plain HTTP/1.x connections on package proxy's event
@@ -79,10 +80,22 @@ type econn struct {
 	inPipe                    int         // bytes in p
 	noPipe                    bool        // no pipe to be had: copy this body
 
-	ds     *drainSet
-	mu     sync.Mutex
-	handed net.Conn // set by handoff
-	gen    uint64   // connections served by this (pooled) econn so far
+	ds      *drainSet
+	adm     *Admission
+	needHdr bool // the PROXY header is still to be read
+	mu      sync.Mutex
+	handed  net.Conn // set by handoff
+	gen     uint64   // connections served by this (pooled) econn so far
+}
+
+// Admission is what ServeEngine applies before the first request of a
+// frontend that takes PROXY protocol headers (proxy_protocol.accept).
+type Admission struct {
+	ProxyHeader  bool          // the client starts with a PROXY v1/v2 header
+	ProxyTimeout time.Duration // for the whole header
+	// Admit decides on the client the header names (ok false: no valid
+	// header in time); false ends the connection with a reset.
+	Admit func(client netip.AddrPort, ok bool) bool
 }
 
 // EngineConn is a connection served by ServeEngine.
@@ -106,9 +119,9 @@ var econnPool = sync.Pool{New: func() any {
 // ServeEngine serves the accepted non-blocking client socket fd on loop lp;
 // it is called on lp's goroutine. done runs once the connection has ended
 // (on the loop, or on the goroutine it was handed to). ctx is the drain
-// context of ServeConn. A Handler with TLS does not serve on the engine:
-// ServeEngine closes fd and calls done.
-func (h *Handler) ServeEngine(ctx context.Context, lp Loop, fd int, client netip.AddrPort, done func()) *EngineConn {
+// context of ServeConn; adm may be nil. A Handler with TLS does not serve on
+// the engine: ServeEngine closes fd and calls done.
+func (h *Handler) ServeEngine(ctx context.Context, lp Loop, fd int, client netip.AddrPort, adm *Admission, done func()) *EngineConn {
 	if h.tlsConfig != nil {
 		rawsock.Close(fd)
 		done()
@@ -117,6 +130,8 @@ func (h *Handler) ServeEngine(ctx context.Context, lp Loop, fd int, client netip
 	e := econnPool.Get().(*econn)
 	e.lp, e.fd, e.done, e.st, e.ds = lp, fd, done, esHead, nil
 	e.cHup, e.out, e.headAt, e.u, e.srv = false, nil, 0, nil, nil
+	e.adm = adm
+	e.needHdr = adm != nil && adm.ProxyHeader
 	ec := &EngineConn{e, e.gen}
 	c := &e.conn
 	c.init(ctx, h, nil, client, false)
@@ -137,7 +152,11 @@ func (h *Handler) ServeEngine(ctx context.Context, lp Loop, fd int, client netip
 		e.ds.add(c)
 	}
 	e.idleAt = lp.Now()
-	e.setDeadline(e.idleAt + int64(h.cfg.Timeouts.HTTPRequest))
+	if e.needHdr {
+		e.setDeadline(e.idleAt + int64(adm.ProxyTimeout))
+	} else {
+		e.setDeadline(e.idleAt + int64(h.cfg.Timeouts.HTTPRequest))
+	}
 	c.state.Store(stFresh)
 	e.cRead, e.cWrite = true, true // the request often came with the handshake
 	e.head()
@@ -221,6 +240,11 @@ func (e *econn) Shutdown() { e.closeAll(true) }
 func (e *econn) Expire() {
 	switch e.st {
 	case esHead:
+		if e.needHdr {
+			e.adm.Admit(netip.AddrPort{}, false)
+			e.closeAll(true)
+			return
+		}
 		if e.rn > e.roff && !e.draining.Load() {
 			e.local(408, "timeout reading request head", true)
 			return
@@ -281,7 +305,16 @@ func (e *econn) head() {
 	c := &e.conn
 	h := c.h
 	for {
-		if c.rn > c.roff {
+		if e.needHdr {
+			if c.rn > 0 {
+				if !e.proxyHeader() {
+					return
+				}
+				if !e.needHdr {
+					continue
+				}
+			}
+		} else if c.rn > c.roff {
 			n, err := http1.ParseRequest(c.rbuf[c.roff:c.rn], &c.req, h.lim)
 			if err == nil {
 				c.headLen = n
@@ -312,6 +345,11 @@ func (e *econn) head() {
 			return
 		}
 		if c.rn == len(c.rbuf) {
+			if e.needHdr {
+				e.adm.Admit(netip.AddrPort{}, false) // no header is this long
+				e.closeAll(true)
+				return
+			}
 			if c.roff > 0 {
 				c.rn = copy(c.rbuf, c.rbuf[c.roff:c.rn])
 				c.roff = 0
@@ -344,6 +382,34 @@ func (e *econn) head() {
 			e.cRead = false
 		}
 	}
+}
+
+// proxyHeader parses the client's PROXY protocol header (strictly, as the
+// tcp path does) from the bytes read so far and admits the client it names;
+// false: the connection has ended.
+func (e *econn) proxyHeader() bool {
+	c := &e.conn
+	hd, hl, err := proxyproto.Parse(c.rbuf[:c.rn])
+	switch {
+	case err == proxyproto.ErrNeedMore:
+		return true
+	case err != nil:
+		c.h.log.Debug("bad PROXY header", "error", err)
+		e.adm.Admit(netip.AddrPort{}, false)
+		e.closeAll(true)
+		return false
+	}
+	if hd.Command == proxyproto.Proxy && hd.Src.IsValid() {
+		c.client = hd.Src
+	}
+	c.roff = hl
+	e.needHdr = false
+	if !e.adm.Admit(c.client, true) {
+		e.closeAll(true)
+		return false
+	}
+	e.setDeadline(e.lp.Now() + int64(c.h.cfg.Timeouts.HTTPRequest))
+	return true
 }
 
 // request serves a parsed request head: on the engine when it is the common

@@ -160,7 +160,7 @@ func serveHandler(t testing.TB, h *Handler) *proxy {
 			p.wg.Add(1)
 			if lp != nil {
 				fd := detachFD(t, c.(*net.TCPConn))
-				if !lp.Post(func() { h.ServeEngine(ctx, lp, fd, ap, p.wg.Done) }) {
+				if !lp.Post(func() { h.ServeEngine(ctx, lp, fd, ap, nil, p.wg.Done) }) {
 					unix.Close(fd)
 					p.wg.Done()
 				}
