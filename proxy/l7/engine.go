@@ -39,6 +39,7 @@ const (
 	esSend                 // sending the request
 	esWait                 // waiting for the response head
 	esBody                 // forwarding the response
+	esLocal                // sending a response palisade made (an error)
 	esLinger               // error answered: draining the client before close
 	esDone                 // closed or handed off
 )
@@ -54,6 +55,7 @@ type econn struct {
 
 	st                  uint8
 	cRead, cWrite, cHup bool
+	cRdhup              bool   // the client's FIN was seen: reads go on until EOF
 	out                 []byte // bytes waiting for the client to take them
 	deadline            int64
 	headAt              int64 // first byte of a partial head (loop clock)
@@ -80,12 +82,14 @@ type econn struct {
 	inPipe                    int         // bytes in p
 	noPipe                    bool        // no pipe to be had: copy this body
 
-	ds      *drainSet
-	adm     *Admission
-	needHdr bool // the PROXY header is still to be read
-	mu      sync.Mutex
-	handed  net.Conn // set by handoff
-	gen     uint64   // connections served by this (pooled) econn so far
+	ds         *drainSet
+	adm        *Admission
+	needHdr    bool // the PROXY header is still to be read
+	closeLocal bool // esLocal: close once the response is sent
+	lingered   int  // bytes dropped in esLinger
+	mu         sync.Mutex
+	handed     net.Conn // set by handoff
+	gen        uint64   // connections served by this (pooled) econn so far
 }
 
 // Admission is what ServeEngine applies before the first request of a
@@ -102,6 +106,7 @@ type Admission struct {
 type EngineConn struct {
 	e   *econn
 	gen uint64
+	lp  Loop
 }
 
 // econnPool recycles engine connections with their buffers: a connection
@@ -129,10 +134,10 @@ func (h *Handler) ServeEngine(ctx context.Context, lp Loop, fd int, client netip
 	}
 	e := econnPool.Get().(*econn)
 	e.lp, e.fd, e.done, e.st, e.ds = lp, fd, done, esHead, nil
-	e.cHup, e.out, e.headAt, e.u, e.srv = false, nil, 0, nil, nil
+	e.cHup, e.cRdhup, e.out, e.headAt, e.u, e.srv = false, false, nil, 0, nil, nil
 	e.adm = adm
 	e.needHdr = adm != nil && adm.ProxyHeader
-	ec := &EngineConn{e, e.gen}
+	ec := &EngineConn{e, e.gen, lp}
 	c := &e.conn
 	c.init(ctx, h, nil, client, false)
 	c.ec.Store(e)
@@ -179,8 +184,16 @@ func (ec *EngineConn) Abort() {
 		nc.Close()
 		return
 	}
-	e.lp.Post(func() {
-		if e.gen == gen && e.st != esDone {
+	ec.lp.Post(func() {
+		if e.gen != gen {
+			return
+		}
+		e.mu.Lock()
+		nc := e.handed // handed off since Abort looked
+		e.mu.Unlock()
+		if nc != nil {
+			nc.Close()
+		} else if e.st != esDone {
 			e.closeAll(true)
 		}
 	})
@@ -261,6 +274,8 @@ func (e *econn) Expire() {
 			e.logServer("response body truncated", e.be, e.srv, os.ErrDeadlineExceeded)
 		}
 		e.endExchange()
+		e.closeAll(false) // a FIN: the client keeps what it was sent and sees the body cut
+	case esLocal:
 		e.closeAll(true)
 	case esLinger:
 		e.closeAll(false)
@@ -278,11 +293,20 @@ func (e *econn) Ready(ev uint32) {
 	if ev&(unix.EPOLLERR|unix.EPOLLHUP) != 0 {
 		e.cHup = true
 	}
+	if ev&unix.EPOLLRDHUP != 0 {
+		e.cRdhup = true
+	}
 	switch e.st {
 	case esHead:
 		e.head()
 	case esLinger:
 		e.linger()
+	case esLocal:
+		if e.cHup {
+			e.closeAll(true)
+		} else if e.cWrite {
+			e.flushLocal()
+		}
 	case esBody:
 		if e.cHup {
 			e.endExchange()
@@ -372,12 +396,15 @@ func (e *econn) head() {
 		case en == unix.EINTR:
 			continue
 		case en != 0 || n == 0:
+			if e.needHdr {
+				e.adm.Admit(netip.AddrPort{}, false) // left before its header
+			}
 			e.closeAll(en != 0)
 			return
 		}
 		c.rn += n
 		c.state.Store(stBusy)
-		if n < space && !e.cHup {
+		if n < space && !e.cHup && !e.cRdhup {
 			// a short read took all there was: the next bytes bring a new edge
 			e.cRead = false
 		}
@@ -900,7 +927,7 @@ func (e *econn) body() {
 			}
 			e.logServer("response body truncated", e.be, e.srv, err)
 			e.endExchange()
-			e.closeAll(true)
+			e.closeAll(false)
 			return
 		}
 		e.lastUp = e.lp.Now()
@@ -924,7 +951,7 @@ func (e *econn) body() {
 				e.logServer("invalid chunked response body", e.be, e.srv, err)
 				_, _ = rawsock.Write(e.fd, e.out)
 				e.endExchange()
-				e.closeAll(true)
+				e.closeAll(false)
 				return
 			}
 			if c.chunk.Done() && k < n {
@@ -990,7 +1017,7 @@ func (e *econn) spliceBody() bool {
 			}
 			e.logServer("response body truncated", e.be, e.srv, err)
 			e.endExchange()
-			e.closeAll(true)
+			e.closeAll(false)
 			return false
 		}
 		e.rem -= int64(n)
@@ -1071,10 +1098,33 @@ func (e *econn) local(status int, reason string, closeConn bool) {
 		c.h.none.observe(status, 0)
 	}
 	c.wbuf = appendErrorResponse(c.wbuf[:0], status, closeConn)
-	if n, en := rawsock.Write(e.fd, c.wbuf); en != 0 || n < len(c.wbuf) {
-		closeConn = true // a client that does not take a short answer is not kept
+	e.out, e.closeLocal, e.st = c.wbuf, closeConn, esLocal
+	e.flushLocal()
+}
+
+// flushLocal sends the rest of a palisade-made response (within
+// timeouts.client), then reads the next request or closes.
+func (e *econn) flushLocal() {
+	c := &e.conn
+	for len(e.out) > 0 {
+		if !e.cWrite {
+			e.setDeadline(e.lp.Now() + int64(c.h.cfg.Timeouts.Client))
+			return
+		}
+		n, en := rawsock.Write(e.fd, e.out)
+		switch {
+		case en == unix.EAGAIN:
+			e.cWrite = false
+			continue
+		case en == unix.EINTR:
+			continue
+		case en != 0:
+			e.closeAll(true)
+			return
+		}
+		e.out = e.out[n:]
 	}
-	if !closeConn {
+	if !e.closeLocal {
 		e.served++
 		e.st = esHead
 		e.idleAt = e.lp.Now()
@@ -1084,11 +1134,13 @@ func (e *econn) local(status int, reason string, closeConn bool) {
 	}
 	rawsock.ShutdownWrite(e.fd)
 	e.st = esLinger
+	e.lingered = 0
 	e.setDeadline(e.lp.Now() + int64(500*time.Millisecond))
 	e.linger()
 }
 
-// linger reads and drops what the client still sends, until its FIN.
+// linger reads and drops what the client still sends, until its FIN, for
+// at most 1 MiB (and 500 ms, the deadline local set).
 func (e *econn) linger() {
 	var buf [4096]byte
 	for e.cRead {
@@ -1097,10 +1149,11 @@ func (e *econn) linger() {
 		case en == unix.EAGAIN:
 			e.cRead = false
 		case en == unix.EINTR:
-		case en != 0 || n == 0:
+		case en != 0 || n == 0 || e.lingered+n >= 1<<20:
 			e.closeAll(false)
 			return
 		}
+		e.lingered += n
 	}
 }
 
@@ -1268,21 +1321,23 @@ func (h *Handler) epoolFor(lp Loop) *epool {
 	return p
 }
 
+// get takes the newest idle connection to addr if it has been idle for at
+// most maxAge (a request that cannot be retried asks for less than the
+// pool's age limit: older connections stay for the others; Expire closes
+// them at the limit).
 func (p *epool) get(addr string, now int64, maxAge time.Duration) *eup {
 	l := p.idle[addr]
-	for len(l) > 0 {
-		u := l[len(l)-1]
-		l[len(l)-1] = nil
-		l = l[:len(l)-1]
-		if time.Duration(now-u.idleSince) <= maxAge {
-			p.idle[addr] = l
-			u.reused = true
-			return u
-		}
-		u.close()
+	if len(l) == 0 {
+		return nil
 	}
-	p.idle[addr] = l
-	return nil
+	u := l[len(l)-1]
+	if time.Duration(now-u.idleSince) > maxAge {
+		return nil
+	}
+	l[len(l)-1] = nil
+	p.idle[addr] = l[:len(l)-1]
+	u.reused = true
+	return u
 }
 
 func (p *epool) put(u *eup, now int64) {

@@ -1,0 +1,90 @@
+package l7
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// A non-idempotent request only reuses server connections idle for under a
+// second (nonIdempotentMaxIdle); older ones stay in the pool for idempotent
+// requests. (The engine's pool once closed them all.) The sleep ages the
+// idle connection: the age is what is tested.
+func TestEnginePostKeepsOlderIdleConnections(t *testing.T) {
+	var ids atomic.Int64
+	release := make(chan struct{})
+	held := make(chan struct{}, 1)
+	srv := startRaw(t, func(c net.Conn) {
+		id := ids.Add(1)
+		br := bufio.NewReader(c)
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			io.ReadAll(req.Body)
+			if req.URL.Path == "/hold" {
+				held <- struct{}{}
+				<-release
+			}
+			b := fmt.Sprint(id)
+			fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(b), b)
+		}
+	})
+	s := newFakeServer("s", srv.addr())
+	p := startProxy(t, Config{DefaultBackend: "app", Timeouts: Timeouts{Idle: 30 * time.Second}},
+		fakeBackends{"app": {name: "app", servers: []*fakeServer{s}}})
+	do := func(c net.Conn, br *bufio.Reader, req string) string {
+		t.Helper()
+		io.WriteString(c, req)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	dial := func() (net.Conn, *bufio.Reader) {
+		c, err := net.Dial("tcp", p.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		c.SetDeadline(time.Now().Add(15 * time.Second))
+		return c, bufio.NewReader(c)
+	}
+	c1, br1 := dial()
+	if id := do(c1, br1, "GET /a HTTP/1.1\r\nHost: a\r\n\r\n"); id != "1" {
+		t.Fatalf("first GET on server connection %s", id)
+	}
+	// the pooled connection 1 grows older than nonIdempotentMaxIdle (not a
+	// synchronisation wait: the age is the condition under test)
+	time.Sleep(nonIdempotentMaxIdle + 200*time.Millisecond)
+	if id := do(c1, br1, "POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc"); id != "2" {
+		t.Fatalf("POST on server connection %s, want a new one (2)", id)
+	}
+	// hold the newest idle connection (2) with one request, then ask again:
+	// the goroutine path takes connection 1, still young enough for a GET
+	c2, br2 := dial()
+	io.WriteString(c2, "GET /hold HTTP/1.1\r\nHost: a\r\n\r\n")
+	// (not s.act: the POST's Done may still be pending after its response)
+	select {
+	case <-held:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the held request did not reach the server")
+	}
+	got := do(c1, br1, "GET /b HTTP/1.1\r\nHost: a\r\n\r\n")
+	close(release)
+	if resp, err := http.ReadResponse(br2, nil); err == nil {
+		io.ReadAll(resp.Body)
+	}
+	if !strings.EqualFold(got, "1") {
+		t.Fatalf("GET after the POST served on server connection %s, want the idle connection 1 (%d connections opened)", got, ids.Load())
+	}
+}
