@@ -57,6 +57,7 @@ type econn struct {
 	cRead, cWrite, cHup bool
 	cRdhup              bool   // the client's FIN was seen: reads go on until EOF
 	out                 []byte // bytes waiting for the client to take them
+	out2                []byte // and after them (empty while out is)
 	deadline            int64
 	headAt              int64 // first byte of a partial head (loop clock)
 	idleAt              int64 // last response sent (loop clock)
@@ -83,6 +84,9 @@ type econn struct {
 	noPipe                    bool        // no pipe to be had: copy this body
 
 	ds         *drainSet
+	rbp        *[16 << 10]byte // the pooled array behind rbuf, or nil
+	ubp        *[32 << 10]byte // behind ubuf
+	obp, wbp   *[4 << 10]byte  // behind obuf, wbuf
 	adm        *Admission
 	needHdr    bool // the PROXY header is still to be read
 	closeLocal bool // esLocal: close once the response is sent
@@ -109,17 +113,71 @@ type EngineConn struct {
 	lp  Loop
 }
 
-// econnPool recycles engine connections with their buffers: a connection
-// per request (Connection: close) would otherwise allocate 56 KiB each.
-var econnPool = sync.Pool{New: func() any {
-	e := &econn{}
-	c := &e.conn
-	c.rbuf = make([]byte, 16<<10)
-	c.ubuf = make([]byte, 32<<10)
-	c.obuf = make([]byte, 0, 4<<10)
-	c.wbuf = make([]byte, 0, 4<<10)
-	return e
-}}
+// econnPool recycles engine connections: a connection per request
+// (Connection: close) would otherwise allocate its state each time.
+var econnPool = sync.Pool{New: func() any { return &econn{} }}
+
+// The buffers are held only while they hold something: an idle keep-alive
+// connection keeps none (a few KiB of state instead of 56).
+var (
+	rbufPool = sync.Pool{New: func() any { return new([16 << 10]byte) }}
+	ubufPool = sync.Pool{New: func() any { return new([32 << 10]byte) }}
+	headPool = sync.Pool{New: func() any { return new([4 << 10]byte) }} // obuf, wbuf
+)
+
+// takeHeads gives obuf and wbuf (appended to from empty) pooled arrays.
+func (e *econn) takeHeads() {
+	if e.obp == nil {
+		e.obp = headPool.Get().(*[4 << 10]byte)
+		e.obuf = e.obp[:0]
+	}
+	if e.wbp == nil {
+		e.wbp = headPool.Get().(*[4 << 10]byte)
+		e.wbuf = e.wbp[:0]
+	}
+}
+
+// dropHeads gives them back, once the exchange (retries included) is over
+// and the client has taken the response head.
+func (e *econn) dropHeads() {
+	for _, p := range [2]**[4 << 10]byte{&e.obp, &e.wbp} {
+		if *p != nil {
+			headPool.Put(*p)
+			*p = nil
+		}
+	}
+	e.obuf, e.wbuf = nil, nil
+}
+
+func (e *econn) takeRbuf() {
+	e.rbp = rbufPool.Get().(*[16 << 10]byte)
+	e.rbuf = e.rbp[:]
+}
+
+// dropRbuf gives the request buffer back; it holds nothing (roff == rn).
+func (e *econn) dropRbuf() {
+	if e.rbp != nil {
+		rbufPool.Put(e.rbp)
+		e.rbp = nil
+	}
+	e.rbuf, e.roff, e.rn = nil, 0, 0
+}
+
+func (e *econn) takeUbuf() {
+	if e.ubuf == nil {
+		e.ubp = ubufPool.Get().(*[32 << 10]byte)
+		e.ubuf = e.ubp[:]
+	}
+}
+
+// dropUbuf gives the response buffer back once nothing refers to it.
+func (e *econn) dropUbuf() {
+	if e.ubp != nil {
+		ubufPool.Put(e.ubp)
+		e.ubp = nil
+	}
+	e.ubuf, e.un = nil, 0
+}
 
 // ServeEngine serves the accepted non-blocking client socket fd on loop lp;
 // it is called on lp's goroutine. done runs once the connection has ended
@@ -134,7 +192,7 @@ func (h *Handler) ServeEngine(ctx context.Context, lp Loop, fd int, client netip
 	}
 	e := econnPool.Get().(*econn)
 	e.lp, e.fd, e.done, e.st, e.ds = lp, fd, done, esHead, nil
-	e.cHup, e.cRdhup, e.out, e.headAt, e.u, e.srv = false, false, nil, 0, nil, nil
+	e.cHup, e.cRdhup, e.out, e.out2, e.headAt, e.u, e.srv = false, false, nil, nil, 0, nil, nil
 	e.adm = adm
 	e.needHdr = adm != nil && adm.ProxyHeader
 	ec := &EngineConn{e, e.gen, lp}
@@ -223,9 +281,9 @@ func (e *econn) recycle() {
 	c.h, c.ctx = nil, nil
 	c.tried.reset()
 	e.be, e.sticky, e.timer = nil, nil, nil
-	if cap(c.rbuf) > 64<<10 || cap(c.ubuf) > 64<<10 || cap(c.wbuf) > 64<<10 || cap(c.obuf) > 64<<10 {
-		return // grown for a large head: let it go
-	}
+	e.dropRbuf()
+	e.dropUbuf()
+	e.dropHeads()
 	econnPool.Put(e)
 }
 
@@ -366,7 +424,13 @@ func (e *econn) head() {
 			}
 		}
 		if !e.cRead {
+			if c.rn == c.roff {
+				e.dropRbuf()
+			}
 			return
+		}
+		if c.rbuf == nil {
+			e.takeRbuf()
 		}
 		if c.rn == len(c.rbuf) {
 			if e.needHdr {
@@ -392,6 +456,9 @@ func (e *econn) head() {
 		switch {
 		case en == unix.EAGAIN:
 			e.cRead = false
+			if c.rn == c.roff {
+				e.dropRbuf()
+			}
 			return
 		case en == unix.EINTR:
 			continue
@@ -489,6 +556,7 @@ func (e *econn) request() {
 	c.bytesIn, c.bytesOut = int64(inBuf), 0
 	c.logMethod = append(c.logMethod[:0], req.Method...)
 	c.logPath = append(c.logPath[:0], path...)
+	e.takeHeads()
 	c.obuf = c.buildRequest(c.obuf[:0], host)
 	c.obuf = append(c.obuf, c.rbuf[bodyStart:bodyStart+inBuf]...)
 	c.roff = bodyStart + inBuf
@@ -561,6 +629,7 @@ func (e *econn) attempt() {
 		e.queued = time.Since(c.start)
 	}
 	e.connectDur, e.got, e.oOff = 0, false, 0
+	e.takeUbuf()
 	addr := e.srv.Addr()
 	if !e.fresh {
 		if u := e.pool.get(addr, e.lp.Now(), e.maxAge); u != nil {
@@ -797,7 +866,7 @@ func (e *econn) respond() {
 	w := c.buildResponse(c.wbuf[:0], kind, e.decode, e.cliKeep, false, e.be, setCookie)
 	body := c.ubuf[c.respHeadLen:c.un]
 	e.respIn = int64(c.un)
-	e.kind, e.rem, e.noPipe = kind, 0, false
+	e.kind, e.rem, e.noPipe, e.out2 = kind, 0, false, nil
 	switch kind {
 	case http1.BodyNone:
 		if len(body) > 0 {
@@ -808,7 +877,7 @@ func (e *econn) respond() {
 		if len(body) > take {
 			e.upKeep = false
 		}
-		w = append(w, body[:take]...)
+		w, e.out2 = appendOrLink(w, body[:take])
 		e.rem = resp.ContentLength - int64(take)
 	case http1.BodyChunked:
 		c.chunk.Reset()
@@ -818,7 +887,7 @@ func (e *econn) respond() {
 			n, w, err = c.chunk.Decode(body, w)
 		} else {
 			n, err = c.chunk.Feed(body)
-			w = append(w, body[:n]...)
+			w, e.out2 = appendOrLink(w, body[:n])
 		}
 		if err != nil {
 			e.u.close()
@@ -834,13 +903,23 @@ func (e *econn) respond() {
 			e.upKeep = false
 		}
 	case http1.BodyClose:
-		w = append(w, body...)
+		w, e.out2 = appendOrLink(w, body)
 	}
 	c.wbuf = w
 	e.out = w
-	c.bytesOut = int64(len(w))
+	c.bytesOut = int64(len(w) + len(e.out2))
 	e.st = esBody
 	e.body()
+}
+
+// appendOrLink appends body to the response head w while it fits w's
+// (pooled, 4 KiB) array; a larger body prefix is sent after w as it is
+// (writev), not copied.
+func appendOrLink(w, body []byte) ([]byte, []byte) {
+	if len(body) == 0 || len(w)+len(body) <= cap(w) {
+		return append(w, body...), nil
+	}
+	return w, body
 }
 
 // bodyDone reports whether the server has sent the whole response.
@@ -867,7 +946,13 @@ func (e *econn) body() {
 				e.setDeadline(e.lp.Now() + int64(h.cfg.Timeouts.Client))
 				return
 			}
-			n, en := rawsock.Write(e.fd, e.out)
+			var n int
+			var en unix.Errno
+			if len(e.out2) > 0 {
+				n, en = rawsock.Writev2(e.fd, e.out, e.out2)
+			} else {
+				n, en = rawsock.Write(e.fd, e.out)
+			}
 			switch {
 			case en == unix.EAGAIN:
 				e.cWrite = false
@@ -879,7 +964,11 @@ func (e *econn) body() {
 				e.closeAll(true)
 				return
 			}
-			e.out = e.out[n:]
+			if n < len(e.out) {
+				e.out = e.out[n:]
+			} else {
+				e.out, e.out2 = e.out2[n-len(e.out):], nil
+			}
 		}
 		if e.bodyDone() {
 			e.finish()
@@ -1040,6 +1129,8 @@ func (e *econn) finish() {
 	}
 	e.u = nil
 	e.endExchange()
+	e.dropUbuf()
+	e.dropHeads()
 	if !e.cliKeep {
 		e.closeAll(false)
 		return
@@ -1076,6 +1167,7 @@ func (e *econn) endExchange() {
 // fail answers an error for a request no server answered (as conn.failBeforeResponse).
 func (e *econn) fail(srv Server, status int, why string) {
 	c := &e.conn
+	e.dropUbuf()
 	keep := !c.req.Close && !c.draining.Load()
 	e.be.st.observe(status, time.Since(c.start).Seconds())
 	sname := ""
@@ -1097,8 +1189,9 @@ func (e *econn) local(status int, reason string, closeConn bool) {
 		c.h.log.Info("request rejected", "client", c.client.String(), "status", status, "reason", reason)
 		c.h.none.observe(status, 0)
 	}
+	e.takeHeads()
 	c.wbuf = appendErrorResponse(c.wbuf[:0], status, closeConn)
-	e.out, e.closeLocal, e.st = c.wbuf, closeConn, esLocal
+	e.out, e.out2, e.closeLocal, e.st = c.wbuf, nil, closeConn, esLocal
 	e.flushLocal()
 }
 
@@ -1124,6 +1217,7 @@ func (e *econn) flushLocal() {
 		}
 		e.out = e.out[n:]
 	}
+	e.dropHeads()
 	if !e.closeLocal {
 		e.served++
 		e.st = esHead
@@ -1219,6 +1313,11 @@ func (e *econn) handoff() {
 	}
 	c.nc = nc
 	c.tcp, _ = nc.(*net.TCPConn)
+	// the goroutine owns the buffers now: never back to the pools
+	e.rbp, e.ubp, e.obp, e.wbp = nil, nil, nil, nil
+	if c.ubuf == nil {
+		c.ubuf = make([]byte, 32<<10)
+	}
 	e.mu.Lock()
 	e.handed = nc // for Abort; this econn is never recycled
 	e.mu.Unlock()

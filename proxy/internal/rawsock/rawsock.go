@@ -163,3 +163,13 @@ func htons(v uint16) uint16 {
 	b[0], b[1] = byte(v>>8), byte(v)
 	return out
 }
+
+// Writev2 writes a then b with one writev(2) (a Go program gets EPIPE, not
+// SIGPIPE, on a socket); both must be non-empty.
+func Writev2(fd int, a, b []byte) (int, unix.Errno) {
+	iov := [2]unix.Iovec{{Base: &a[0]}, {Base: &b[0]}}
+	iov[0].SetLen(len(a))
+	iov[1].SetLen(len(b))
+	r, _, e := unix.RawSyscall(unix.SYS_WRITEV, uintptr(fd), uintptr(unsafe.Pointer(&iov[0])), 2)
+	return int(r), e
+}

@@ -201,3 +201,21 @@ func TestRawConnectLoopback(t *testing.T) {
 		}
 	})
 }
+
+func TestWritev2(t *testing.T) {
+	t.Parallel()
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fds[0])
+	defer unix.Close(fds[1])
+	if n, e := Writev2(fds[0], []byte("head "), []byte("and body")); e != 0 || n != 13 {
+		t.Fatalf("Writev2 = %d, %v; want 13, 0", n, e)
+	}
+	buf := make([]byte, 64)
+	n, err := unix.Read(fds[1], buf)
+	if err != nil || string(buf[:n]) != "head and body" {
+		t.Fatalf("read %q, %v; want the two pieces in order", buf[:n], err)
+	}
+}
