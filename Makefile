@@ -42,6 +42,7 @@ bench-tcp: build
 bench-http: build
 	@bash test/install-deps.sh bench
 	PALISADE_CMD='exec $(CURDIR)/$(BIN)/palisade run -c $$CONF' bash test/bench/http/run.sh
+	$(GO) run ./test/bench/http/idlemem -palisade $(BIN)/palisade
 
 bench-failover:
 	@bash test/install-deps.sh
