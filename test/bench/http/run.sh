@@ -79,9 +79,14 @@ defaults
   timeout http-request 10s
   timeout http-keep-alive 60s
   retries 2
-  option forwardfor
 frontend web
   bind 127.0.0.1:$HP
+  # the same four headers palisade's http.forwarded adds, so that both
+  # proxies (and the nginx behind them) do the same work
+  option forwardfor
+  http-request set-header X-Forwarded-Proto http
+  http-request set-header X-Forwarded-Host %[req.hdr(host)]
+  http-request set-header Forwarded "for=%[src];host=\"%[req.hdr(host)]\";proto=http"
   default_backend app
 backend app
   balance roundrobin
