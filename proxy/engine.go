@@ -30,8 +30,9 @@ import (
 // are pending), so an idle loop holds no thread and a busy one never pays for
 // a blocking system call.
 //
-// Http-mode frontends, which run a goroutine per connection, keep Go's
-// accept loop; Listeners chooses per listener.
+// Plain http-mode frontends are served here too (proxy/l7 engine.go, through
+// the l7.Loop methods in engine_http.go); TLS ones run a goroutine per
+// connection and keep Go's accept loop. Listeners chooses per listener.
 
 const (
 	loopEvents     = 256

@@ -100,7 +100,7 @@ func (f *Frontend) Backend() *Backend { return f.backend }
 func (f *Frontend) Stats() *FrontendStats { return f.stats }
 
 // ServeTCP serves one connection accepted by Go's accept loop, which
-// Listeners uses for http-mode frontends only (tcp mode runs on the event
+// Listeners uses for TLS http frontends only (the others run on the event
 // loops); it returns when the connection is done.
 func (f *Frontend) ServeTCP(c *net.TCPConn) {
 	st := f.stats

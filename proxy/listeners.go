@@ -21,8 +21,9 @@ type TCPHandler interface{ ServeTCP(*net.TCPConn) }
 // socket of every address that stays, so no connection is ever refused while
 // the handler behind it is swapped.
 //
-// A listener whose handler is a tcp-mode Frontend the event loops can serve
-// is attached to them (see engine.go); any other keeps a goroutine that
+// A listener whose handler is a Frontend the event loops can serve (tcp
+// mode, plain http) is attached to them (see engine.go); any other (TLS)
+// keeps a goroutine that
 // accepts with Go's net package. A reload that changes which kind serves an
 // address moves the listener between the two without closing it.
 type Listeners struct {

@@ -3,7 +3,8 @@
 // routing, header rewriting, retries, pooled keep-alive server connections and
 // zero-copy bodies and tunnels, plus HTTP/2 for TLS clients via ALPN.
 //
-// The TCP frontend accepts connections and calls (*Handler).ServeConn; servers
+// Plain HTTP connections are served on the integrator's event loops
+// (ServeEngine, engine.go), TLS ones on a goroutine each (ServeConn); servers
 // are chosen through the Backends interface, implemented by the integrator.
 package l7
 
