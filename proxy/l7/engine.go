@@ -27,8 +27,9 @@ import (
 // metrics and logs are the same. What it runs itself is the common exchange:
 // a request whose body (if any) is already buffered, forwarded on a pooled
 // or new server connection, and its response of any framing. Anything else
-// — a streamed or 100-continue body, an Upgrade, CONNECT, a redirect, a
-// request palisade answers itself, a backend sending PROXY headers — is
+// — a streamed or 100-continue body, an Upgrade, CONNECT, a malformed
+// request, a redirect or a request no route takes, a backend sending PROXY
+// headers — is
 // handed over, at the request boundary, to a goroutine running the
 // goroutine path (handoff), which keeps the connection to its end.
 
