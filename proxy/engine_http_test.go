@@ -51,6 +51,12 @@ func TestHTTPOnEngineDrain(t *testing.T) {
 		t.Fatalf("GET /: %v %v", resp, err)
 	}
 	_, _ = io.ReadAll(resp.Body)
+	// the client's bytes both ways reach the frontend's counters
+	// (palisade_frontend_bytes_total) after each exchange
+	waitFor(t, "frontend byte counters", 5*time.Second, func() bool {
+		st := fe.Stats().Snapshot()
+		return st.BytesIn == uint64(len("GET / HTTP/1.1\r\nHost: a\r\n\r\n")) && st.BytesOut > uint64(len("HTTP/1.1 200 OK\r\n"))
+	})
 	busy := dial(t, addr)
 	fmt.Fprintf(busy, "GET /hang HTTP/1.1\r\nHost: a\r\n\r\n")
 	waitFor(t, "the request at the server", 5*time.Second, func() bool { return s.Conns() == 1 })

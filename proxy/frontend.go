@@ -37,7 +37,7 @@ type ConnHandler interface {
 type EngineHandler interface {
 	ConnHandler
 	EngineCapable() bool
-	ServeEngine(ctx context.Context, lp l7.Loop, fd int, client netip.AddrPort, adm *l7.Admission, done func()) *l7.EngineConn
+	ServeEngine(ctx context.Context, lp l7.Loop, fd int, client netip.AddrPort, opts *l7.EngineOptions, done func()) *l7.EngineConn
 }
 
 // Frontend is one config generation of a frontend: it admits connections
@@ -48,8 +48,8 @@ type Frontend struct {
 	cfg     FrontendConfig
 	backend *Backend
 	l7      ConnHandler
-	l7eng   EngineHandler // l7 when the event loops serve it, else nil
-	l7adm   *l7.Admission // with proxy_protocol.accept: checks after the header
+	l7eng   EngineHandler     // l7 when the event loops serve it, else nil
+	l7opts  *l7.EngineOptions // byte counting; with proxy_protocol.accept, checks after the header
 	acl     *limit.ACL
 	limiter *limit.Limiter
 	stats   *FrontendStats
@@ -73,8 +73,9 @@ func NewFrontend(cfg FrontendConfig, backend *Backend, lh ConnHandler, stats *Fr
 	f.ctx, f.cancel = context.WithCancel(context.Background())
 	if eh, ok := lh.(EngineHandler); ok && eh.EngineCapable() {
 		f.l7eng = eh
+		f.l7opts = &l7.EngineOptions{CountBytes: f.stats.AddBytes}
 		if cfg.AcceptProxy {
-			f.l7adm = &l7.Admission{ProxyHeader: true, ProxyTimeout: cfg.ProxyTimeout, Admit: f.admitHeader}
+			f.l7opts.ProxyHeader, f.l7opts.ProxyTimeout, f.l7opts.Admit = true, cfg.ProxyTimeout, f.admitHeader
 		}
 	}
 	if len(cfg.Allow) > 0 || len(cfg.Deny) > 0 {
@@ -180,7 +181,7 @@ func (f *Frontend) acceptHTTP(l *loop, fd int, client netip.AddrPort) {
 		rawsock.Close(fd) // shutting down
 		return
 	}
-	hs.ec = f.l7eng.ServeEngine(f.ctx, l, fd, client, f.l7adm, func() {
+	hs.ec = f.l7eng.ServeEngine(f.ctx, l, fd, client, f.l7opts, func() {
 		st.current.Add(-1)
 		f.part(hs)
 	})

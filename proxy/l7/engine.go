@@ -88,23 +88,28 @@ type econn struct {
 	rbp        *[16 << 10]byte // the pooled array behind rbuf, or nil
 	ubp        *[32 << 10]byte // behind ubuf
 	obp, wbp   *[4 << 10]byte  // behind obuf, wbuf
-	adm        *Admission
-	needHdr    bool // the PROXY header is still to be read
-	closeLocal bool // esLocal: close once the response is sent
-	lingered   int  // bytes dropped in esLinger
+	opts       *EngineOptions
+	cIn, cOut  uint64 // client bytes not yet given to CountBytes
+	needHdr    bool   // the PROXY header is still to be read
+	closeLocal bool   // esLocal: close once the response is sent
+	lingered   int    // bytes dropped in esLinger
 	mu         sync.Mutex
 	handed     net.Conn // set by handoff
 	gen        uint64   // connections served by this (pooled) econn so far
 }
 
-// Admission is what ServeEngine applies before the first request of a
-// frontend that takes PROXY protocol headers (proxy_protocol.accept).
-type Admission struct {
+// EngineOptions are a frontend's settings ServeEngine applies beyond the
+// Handler's: admission after a PROXY header, and byte counting.
+type EngineOptions struct {
 	ProxyHeader  bool          // the client starts with a PROXY v1/v2 header
 	ProxyTimeout time.Duration // for the whole header
 	// Admit decides on the client the header names (ok false: no valid
-	// header in time); false ends the connection with a reset.
+	// header in time); false ends the connection with a reset. Required
+	// with ProxyHeader.
 	Admit func(client netip.AddrPort, ok bool) bool
+	// CountBytes, if set, is given the bytes read from and written to the
+	// client, after each exchange and at close (not after a handoff).
+	CountBytes func(in, out uint64)
 }
 
 // EngineConn is a connection served by ServeEngine.
@@ -183,9 +188,9 @@ func (e *econn) dropUbuf() {
 // ServeEngine serves the accepted non-blocking client socket fd on loop lp;
 // it is called on lp's goroutine. done runs once the connection has ended
 // (on the loop, or on the goroutine it was handed to). ctx is the drain
-// context of ServeConn; adm may be nil. A Handler with TLS does not serve on
+// context of ServeConn; opts may be nil. A Handler with TLS does not serve on
 // the engine: ServeEngine closes fd and calls done.
-func (h *Handler) ServeEngine(ctx context.Context, lp Loop, fd int, client netip.AddrPort, adm *Admission, done func()) *EngineConn {
+func (h *Handler) ServeEngine(ctx context.Context, lp Loop, fd int, client netip.AddrPort, opts *EngineOptions, done func()) *EngineConn {
 	if h.tlsConfig != nil {
 		rawsock.Close(fd)
 		done()
@@ -194,8 +199,8 @@ func (h *Handler) ServeEngine(ctx context.Context, lp Loop, fd int, client netip
 	e := econnPool.Get().(*econn)
 	e.lp, e.fd, e.done, e.st, e.ds = lp, fd, done, esHead, nil
 	e.cHup, e.cRdhup, e.out, e.out2, e.headAt, e.u, e.srv = false, false, nil, nil, 0, nil, nil
-	e.adm = adm
-	e.needHdr = adm != nil && adm.ProxyHeader
+	e.opts, e.cIn, e.cOut = opts, 0, 0
+	e.needHdr = opts != nil && opts.ProxyHeader
 	ec := &EngineConn{e, e.gen, lp}
 	c := &e.conn
 	c.init(ctx, h, nil, client, false)
@@ -217,7 +222,7 @@ func (h *Handler) ServeEngine(ctx context.Context, lp Loop, fd int, client netip
 	}
 	e.idleAt = lp.Now()
 	if e.needHdr {
-		e.setDeadline(e.idleAt + int64(adm.ProxyTimeout))
+		e.setDeadline(e.idleAt + int64(opts.ProxyTimeout))
 	} else {
 		e.setDeadline(e.idleAt + int64(h.cfg.Timeouts.HTTPRequest))
 	}
@@ -313,7 +318,7 @@ func (e *econn) Expire() {
 	switch e.st {
 	case esHead:
 		if e.needHdr {
-			e.adm.Admit(netip.AddrPort{}, false)
+			e.opts.Admit(netip.AddrPort{}, false)
 			e.closeAll(true)
 			return
 		}
@@ -435,7 +440,7 @@ func (e *econn) head() {
 		}
 		if c.rn == len(c.rbuf) {
 			if e.needHdr {
-				e.adm.Admit(netip.AddrPort{}, false) // no header is this long
+				e.opts.Admit(netip.AddrPort{}, false) // no header is this long
 				e.closeAll(true)
 				return
 			}
@@ -465,12 +470,13 @@ func (e *econn) head() {
 			continue
 		case en != 0 || n == 0:
 			if e.needHdr {
-				e.adm.Admit(netip.AddrPort{}, false) // left before its header
+				e.opts.Admit(netip.AddrPort{}, false) // left before its header
 			}
 			e.closeAll(en != 0)
 			return
 		}
 		c.rn += n
+		e.cIn += uint64(n)
 		c.state.Store(stBusy)
 		if n < space && !e.cHup && !e.cRdhup {
 			// a short read took all there was: the next bytes bring a new edge
@@ -490,7 +496,7 @@ func (e *econn) proxyHeader() bool {
 		return true
 	case err != nil:
 		c.h.log.Debug("bad PROXY header", "error", err)
-		e.adm.Admit(netip.AddrPort{}, false)
+		e.opts.Admit(netip.AddrPort{}, false)
 		e.closeAll(true)
 		return false
 	}
@@ -499,7 +505,7 @@ func (e *econn) proxyHeader() bool {
 	}
 	c.roff = hl
 	e.needHdr = false
-	if !e.adm.Admit(c.client, true) {
+	if !e.opts.Admit(c.client, true) {
 		e.closeAll(true)
 		return false
 	}
@@ -965,6 +971,7 @@ func (e *econn) body() {
 				e.closeAll(true)
 				return
 			}
+			e.cOut += uint64(n)
 			if n < len(e.out) {
 				e.out = e.out[n:]
 			} else {
@@ -1081,6 +1088,7 @@ func (e *econn) spliceBody() bool {
 				return false
 			}
 			e.inPipe -= n
+			e.cOut += uint64(n)
 			c.bytesOut += int64(n)
 			continue
 		}
@@ -1147,9 +1155,18 @@ func (e *econn) finish() {
 	e.head()
 }
 
+// countBytes hands the client bytes counted so far to EngineOptions.CountBytes.
+func (e *econn) countBytes() {
+	if e.cIn|e.cOut != 0 && e.opts != nil && e.opts.CountBytes != nil {
+		e.opts.CountBytes(e.cIn, e.cOut)
+	}
+	e.cIn, e.cOut = 0, 0
+}
+
 // endExchange records the outcome of a response from e.srv, complete or not.
 func (e *econn) endExchange() {
 	c := &e.conn
+	e.countBytes()
 	if e.srv == nil {
 		return
 	}
@@ -1217,6 +1234,7 @@ func (e *econn) flushLocal() {
 			return
 		}
 		e.out = e.out[n:]
+		e.cOut += uint64(n)
 	}
 	e.dropHeads()
 	if !e.closeLocal {
@@ -1249,6 +1267,7 @@ func (e *econn) linger() {
 			return
 		}
 		e.lingered += n
+		e.cIn += uint64(n)
 	}
 }
 
@@ -1283,6 +1302,7 @@ func (e *econn) closeAll(reset bool) {
 		}
 		e.fd = -1
 	}
+	e.countBytes()
 	done := e.done
 	e.recycle()
 	done()

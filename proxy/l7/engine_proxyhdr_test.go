@@ -30,7 +30,7 @@ func TestEngineProxyHeaderEOFRefused(t *testing.T) {
 	}
 	defer ln.Close()
 	var refused atomic.Int64
-	adm := &Admission{ProxyHeader: true, ProxyTimeout: 10 * time.Second, Admit: func(_ netip.AddrPort, ok bool) bool {
+	adm := &EngineOptions{ProxyHeader: true, ProxyTimeout: 10 * time.Second, Admit: func(_ netip.AddrPort, ok bool) bool {
 		if !ok {
 			refused.Add(1)
 		}
