@@ -1319,6 +1319,7 @@ func (e *econn) leave() {
 // buffered, unserved), to a goroutine running the goroutine path.
 func (e *econn) handoff() {
 	c := &e.conn
+	e.countBytes()
 	e.timer.Stop()
 	e.lp.Unwatch(e.fd)
 	f := os.NewFile(uintptr(e.fd), "client")
