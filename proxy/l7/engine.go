@@ -197,7 +197,10 @@ func (h *Handler) ServeEngine(ctx context.Context, lp Loop, fd int, client netip
 		return &EngineConn{}
 	}
 	e := econnPool.Get().(*econn)
-	e.lp, e.fd, e.done, e.st, e.ds = lp, fd, done, esHead, nil
+	e.mu.Lock() // a stale post from the loop this econn last served on reads lp and gen
+	e.lp = lp
+	e.mu.Unlock()
+	e.fd, e.done, e.st, e.ds = fd, done, esHead, nil
 	e.cHup, e.cRdhup, e.out, e.out2, e.headAt, e.u, e.srv = false, false, nil, nil, 0, nil, nil
 	e.opts, e.cIn, e.cOut = opts, 0, 0
 	e.needHdr = opts != nil && opts.ProxyHeader
@@ -249,7 +252,7 @@ func (ec *EngineConn) Abort() {
 		return
 	}
 	ec.lp.Post(func() {
-		if e.gen != gen {
+		if !e.current(gen) {
 			return
 		}
 		e.mu.Lock()
@@ -269,10 +272,20 @@ func (e *econn) drainPost() {
 	gen, lp := e.gen, e.lp
 	e.mu.Unlock()
 	lp.Post(func() {
-		if e.gen == gen {
+		if e.current(gen) {
 			e.drain()
 		}
 	})
+}
+
+// current reports whether e still serves the connection of generation gen.
+// A pooled econn may serve its next connection on another loop, where
+// recycle writes gen: posted work reads it under mu. When it is current,
+// the caller runs on e's own loop and may touch its state.
+func (e *econn) current(gen uint64) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.gen == gen
 }
 
 // recycle returns an econn that ended on the loop (not handed off) to the
