@@ -20,6 +20,7 @@ import (
 	"github.com/palisade-lb/palisade/internal/api"
 	"github.com/palisade-lb/palisade/internal/config"
 	"github.com/palisade-lb/palisade/internal/daemon"
+	"github.com/palisade-lb/palisade/internal/testutil"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -317,13 +318,4 @@ func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
 	}
 }
 
-// freeAddr is a loopback address whose port was free a moment ago.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
+func freeAddr(t *testing.T) string { return testutil.FreeAddr(t) }

@@ -20,6 +20,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
+
+	"github.com/palisade-lb/palisade/internal/testutil"
 )
 
 func TestMain(m *testing.M) {
@@ -141,34 +143,7 @@ func (b *backend) stop() {
 }
 
 // freeAddr returns a loopback address with a port that was free a moment ago.
-// freeAddr returns a loopback address nobody listens on, never one it
-// returned before in this process: the kernel may hand a port just closed
-// out again at once, and two of a test's frontends then "overlap".
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	for range 100 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := ln.Addr().String()
-		ln.Close()
-		freeAddrsMu.Lock()
-		seen := freeAddrs[addr]
-		freeAddrs[addr] = true
-		freeAddrsMu.Unlock()
-		if !seen {
-			return addr
-		}
-	}
-	t.Fatal("no fresh loopback port in 100 tries")
-	return ""
-}
-
-var (
-	freeAddrsMu sync.Mutex
-	freeAddrs   = map[string]bool{}
-)
+func freeAddr(t *testing.T) string { return testutil.FreeAddr(t) }
 
 func writeConfig(t *testing.T, path, body string) {
 	t.Helper()

@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/palisade-lb/palisade/internal/testutil"
 )
 
 var bin string
@@ -61,15 +63,7 @@ func runBanner(name, listen string) {
 	}
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
+func freeAddr(t *testing.T) string { return testutil.FreeAddr(t) }
 
 // echoServer answers "name\n" then echoes; it closes at test end.
 func echoServer(t *testing.T, name string) string {
