@@ -83,24 +83,10 @@ func (f *Frontend) acceptEngine(l *loop, fd int, client netip.AddrPort) {
 		f.acceptHTTP(l, fd, client)
 		return
 	}
-	st := f.stats
-	cur := st.current.Add(1)
-	st.total.Add(1)
-	r := Reject(-1)
-	switch {
-	case f.cfg.MaxConns > 0 && cur > int64(f.cfg.MaxConns):
-		r = RejectMaxConns
-	case f.cfg.AcceptProxy:
-		// the client's address is known once its PROXY header is read
-	default:
-		r = f.admit(client)
-	}
-	if r >= 0 {
-		st.current.Add(-1)
-		st.Count(r)
-		rawsock.ResetClose(fd)
+	if !f.admitAccepted(fd, client) {
 		return
 	}
+	st := f.stats
 	s := &esession{l: l, f: f, b: f.backend, client: client, hash: balance.HashIP(client.Addr()),
 		track: track{idx: -1, deadline: math.MaxInt64}}
 	s.c = end{fd: fd, s: s, last: l.now}
@@ -137,6 +123,33 @@ func (f *Frontend) acceptEngine(l *loop, fd int, client netip.AddrPort) {
 	if !s.connectNext() {
 		s.noServer()
 	}
+}
+
+// admitAccepted counts a connection a loop accepted and applies max_conns,
+// then the ACL and the rate limit (after the PROXY header, with
+// proxy_protocol.accept). A refused connection is counted, reset and
+// closed, and admitAccepted reports false; else it is in
+// frontend_current_connections until its end.
+func (f *Frontend) admitAccepted(fd int, client netip.AddrPort) bool {
+	st := f.stats
+	cur := st.current.Add(1)
+	st.total.Add(1)
+	r := Reject(-1)
+	switch {
+	case f.cfg.MaxConns > 0 && cur > int64(f.cfg.MaxConns):
+		r = RejectMaxConns
+	case f.cfg.AcceptProxy:
+		// the client's address is known once its PROXY header is read
+	default:
+		r = f.admit(client)
+	}
+	if r >= 0 {
+		st.current.Add(-1)
+		st.Count(r)
+		rawsock.ResetClose(fd)
+		return false
+	}
+	return true
 }
 
 // admit applies the ACL and the rate limit to a client; -1 admits it.

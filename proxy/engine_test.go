@@ -19,6 +19,8 @@ import (
 
 	"go.uber.org/goleak"
 	"golang.org/x/sys/unix"
+
+	"github.com/palisade-lb/palisade/internal/testutil"
 )
 
 // bulkData is a random block, twice over, that streams repeat cyclically;
@@ -233,7 +235,7 @@ func exchange(addr, line string) error {
 func TestEngineRetryRefusedServer(t *testing.T) {
 	t.Parallel()
 	live := startServer(t, echo)
-	deadSrv := newServer("dead", closedPort(t).String())
+	deadSrv := newServer("dead", testutil.RefusingAddr(t).String())
 	liveSrv := newServer("live", live.addr)
 	p := startProxy(t, FrontendConfig{}, BackendConfig{Retries: 1, ConnectTimeout: 5 * time.Second}, deadSrv, liveSrv)
 	const n = 200
@@ -267,22 +269,11 @@ func TestEngineRetryRefusedServer(t *testing.T) {
 // accepted, so its accept queue stays full.
 func blackHole(t *testing.T) string {
 	t.Helper()
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = unix.Close(fd) })
-	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		t.Fatal(err)
-	}
+	fd, ap := testutil.BoundSocket(t)
 	if err := unix.Listen(fd, 0); err != nil {
 		t.Fatal(err)
 	}
-	sa, err := unix.Getsockname(fd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := fmt.Sprintf("127.0.0.1:%d", sa.(*unix.SockaddrInet4).Port)
+	addr := ap.String()
 	for range 8 {
 		c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
 		if err == nil {
@@ -640,6 +631,33 @@ func TestListenersSwitchKind(t *testing.T) {
 	}
 }
 
+// greeterOnLoops is a proxy whose server says "be" on 127.0.0.1:0, its
+// listener, and the engine's first loop.
+func greeterOnLoops(t *testing.T) (*testProxy, *listener, *loop) {
+	t.Helper()
+	srv := startServer(t, func(c *net.TCPConn) { _, _ = io.WriteString(c, "be\n") })
+	p := startProxy(t, FrontendConfig{}, BackendConfig{}, newServer("a", srv.addr))
+	p.ls.mu.Lock()
+	ln := p.ls.byAddr["127.0.0.1:0"]
+	p.ls.mu.Unlock()
+	p.ls.engine.mu.Lock()
+	l := p.ls.engine.loops[0]
+	p.ls.engine.mu.Unlock()
+	return p, ln, l
+}
+
+// backOnLoops checks that the engine serves p's address again, and that
+// nothing went wrong enough to be logged on the way.
+func backOnLoops(t *testing.T, p *testProxy) {
+	t.Helper()
+	if got, err := greeting(p.addr); err != nil || got != "be\n" {
+		t.Fatalf("back on the engine: received %q (%v), want be", got, err)
+	}
+	if pr := p.logs.problems(); len(pr) > 0 {
+		t.Errorf("warnings logged: %v", pr)
+	}
+}
+
 // onLoop runs fn on l's goroutine and waits for it.
 func onLoop(l *loop, fn func()) {
 	done := make(chan struct{})
@@ -653,15 +671,8 @@ func onLoop(l *loop, fn func()) {
 // cannot return to the engine (EEXIST) and is left with no one accepting.
 func TestListenerPauseEndsDuringDetach(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t, func(c *net.TCPConn) { _, _ = io.WriteString(c, "be\n") })
-	p := startProxy(t, FrontendConfig{}, BackendConfig{}, newServer("a", srv.addr))
+	p, ln, l := greeterOnLoops(t) // l: the first loop, the one detach waits for
 	const key = "127.0.0.1:0"
-	p.ls.mu.Lock()
-	ln := p.ls.byAddr[key]
-	p.ls.mu.Unlock()
-	p.ls.engine.mu.Lock()
-	l := p.ls.engine.loops[0] // the first one detach waits for
-	p.ls.engine.mu.Unlock()
 	onLoop(l, func() { l.pause(ln) })
 
 	// hold the loop until detach has posted to it, then end the pause: the
@@ -693,12 +704,7 @@ func TestListenerPauseEndsDuringDetach(t *testing.T) {
 	if err := p.ls.Apply(map[string]TCPHandler{key: p.fe}); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := greeting(p.addr); err != nil || got != "be\n" {
-		t.Fatalf("back on the engine: received %q (%v), want be", got, err)
-	}
-	if pr := p.logs.problems(); len(pr) > 0 {
-		t.Errorf("warnings logged: %v", pr)
-	}
+	backOnLoops(t, p)
 }
 
 // TestListenerPauseForgottenOnDetach moves a paused listener to Go's accept
@@ -706,15 +712,8 @@ func TestListenerPauseEndsDuringDetach(t *testing.T) {
 // add it again (EEXIST, logged as an error).
 func TestListenerPauseForgottenOnDetach(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t, func(c *net.TCPConn) { _, _ = io.WriteString(c, "be\n") })
-	p := startProxy(t, FrontendConfig{}, BackendConfig{}, newServer("a", srv.addr))
+	p, ln, l := greeterOnLoops(t)
 	const key = "127.0.0.1:0"
-	p.ls.mu.Lock()
-	ln := p.ls.byAddr[key]
-	p.ls.mu.Unlock()
-	p.ls.engine.mu.Lock()
-	l := p.ls.engine.loops[0]
-	p.ls.engine.mu.Unlock()
 	onLoop(l, func() {
 		l.pause(ln)
 		l.paused[len(l.paused)-1].until = l.now + int64(time.Hour) // ends when the test says
@@ -735,12 +734,7 @@ func TestListenerPauseForgottenOnDetach(t *testing.T) {
 		onLoop(l, func() { n = len(l.paused) })
 		return n == 0
 	})
-	if got, err := greeting(p.addr); err != nil || got != "be\n" {
-		t.Fatalf("received %q (%v), want be", got, err)
-	}
-	if pr := p.logs.problems(); len(pr) > 0 {
-		t.Errorf("warnings logged: %v", pr)
-	}
+	backOnLoops(t, p)
 }
 
 func TestFrontendDrainForcesClose(t *testing.T) {

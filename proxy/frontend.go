@@ -157,24 +157,10 @@ type l7Conn struct{ c net.Conn }
 
 // acceptHTTP admits one http connection accepted by loop l and serves it there.
 func (f *Frontend) acceptHTTP(l *loop, fd int, client netip.AddrPort) {
-	st := f.stats
-	cur := st.current.Add(1)
-	st.total.Add(1)
-	r := Reject(-1)
-	switch {
-	case f.cfg.MaxConns > 0 && cur > int64(f.cfg.MaxConns):
-		r = RejectMaxConns
-	case f.cfg.AcceptProxy:
-		// the client's address is known once its PROXY header is read (admitHeader)
-	default:
-		r = f.admit(client)
-	}
-	if r >= 0 {
-		st.current.Add(-1)
-		st.Count(r)
-		rawsock.ResetClose(fd)
+	if !f.admitAccepted(fd, client) { // with proxy_protocol.accept, admitHeader checks the rest
 		return
 	}
+	st := f.stats
 	hs := &httpSession{l: l}
 	if !f.join(hs) {
 		st.current.Add(-1)

@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"net/netip"
+
 	"github.com/palisade-lb/palisade/internal/state"
 	"github.com/palisade-lb/palisade/proxy/balance"
 	"github.com/palisade-lb/palisade/proxy/l7"
@@ -84,6 +86,9 @@ type httpServer struct{ s *state.Server }
 
 func (h *httpServer) Name() string { return h.s.Name() }
 func (h *httpServer) Addr() string { return h.s.Addr() }
+
+// AddrPort implements l7.AddrPorter: the address as parsed when it was set.
+func (h *httpServer) AddrPort() netip.AddrPort { return h.s.AddrPort() }
 
 // Done ends one request: the connection slot is released, bytes counted and
 // the outcome fed to passive health checking.

@@ -278,18 +278,7 @@ backends:
 			r := startDaemon(t, path)
 			client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: !keepAlive}}
 			defer client.CloseIdleConnections()
-			ld := startLoad(4, 50000, func() error {
-				resp, err := client.Get("http://" + listen + "/")
-				if err != nil {
-					return err
-				}
-				_, _ = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != 200 {
-					return fmt.Errorf("status %d", resp.StatusCode)
-				}
-				return nil
-			})
+			ld := startLoad(4, 50000, getOK(client, "http://"+listen+"/"))
 			// http→http reloads too: they lost requests once (a fresh connection
 			// closed by the drain before its first request was read; dials made
 			// with the cancelled drain context answered 503)

@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"fmt"
-	"io"
 	"net/http"
 	"syscall"
 	"testing"
@@ -39,18 +38,7 @@ backends:
 
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	defer client.CloseIdleConnections()
-	ld := startLoad(4, 5000, func() error {
-		resp, err := client.Get("http://" + listen + "/")
-		if err != nil {
-			return err
-		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != 200 {
-			return fmt.Errorf("status %d", resp.StatusCode)
-		}
-		return nil
-	})
+	ld := startLoad(4, 5000, getOK(client, "http://"+listen+"/"))
 	ld.waitMore(t, "load running", 100)
 	if err := victim.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)

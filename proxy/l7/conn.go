@@ -284,19 +284,9 @@ func (c *conn) readHead() bool {
 				}
 			}
 		}
-		if c.rn == len(c.rbuf) {
-			if c.roff > 0 {
-				c.rn = copy(c.rbuf, c.rbuf[c.roff:c.rn])
-				c.roff = 0
-			} else {
-				if len(c.rbuf) >= h.cfg.MaxHeaderBytes+4096 {
-					c.reject(431, "request header section too large")
-					return false
-				}
-				nb := make([]byte, min(2*len(c.rbuf), h.cfg.MaxHeaderBytes+4096))
-				copy(nb, c.rbuf[:c.rn])
-				c.rbuf = nb
-			}
+		if !c.roomInRbuf() {
+			c.reject(431, "request header section too large")
+			return false
 		}
 		n, err := c.nc.Read(c.rbuf[c.rn:])
 		c.rn += n
@@ -312,6 +302,28 @@ func (c *conn) readHead() bool {
 			return false
 		}
 	}
+}
+
+// roomInRbuf makes room after rbuf[roff:rn] for more of a request head:
+// the pending bytes move to the front, or rbuf grows up to max_header_bytes
+// (plus 4 KiB for the request line). False: the head is too large (431).
+func (c *conn) roomInRbuf() bool {
+	if c.rn < len(c.rbuf) {
+		return true
+	}
+	if c.roff > 0 {
+		c.rn = copy(c.rbuf, c.rbuf[c.roff:c.rn])
+		c.roff = 0
+		return true
+	}
+	limit := c.h.cfg.MaxHeaderBytes + 4096
+	if len(c.rbuf) >= limit {
+		return false
+	}
+	nb := make([]byte, min(2*len(c.rbuf), limit))
+	copy(nb, c.rbuf[:c.rn])
+	c.rbuf = nb
+	return true
 }
 
 // reject answers a request palisade refuses before any backend is involved,
@@ -350,7 +362,6 @@ func (c *conn) lingerClose() {
 
 // handle routes and answers one request; false closes the connection.
 func (c *conn) handle() bool {
-	h := c.h
 	req := &c.req
 	c.start = time.Now()
 	c.bytesIn, c.bytesOut = 0, 0
@@ -362,17 +373,9 @@ func (c *conn) handle() bool {
 		c.reject(405, "CONNECT not supported")
 		return false
 	}
-	host := req.Host
-	if a := req.Authority(); a != nil {
-		host = a
-	}
-	rt := h.router.match(req, hostOnly(host), path)
-	be := h.router.def
-	if rt != nil {
-		if rt.redirect != nil {
-			return c.redirect(rt.redirect, host)
-		}
-		be = rt.backend
+	host, rd, be := c.route(path)
+	if rd != nil {
+		return c.redirect(rd, host)
 	}
 	if be == nil {
 		keep := !req.Close && !req.HasBody()
@@ -425,7 +428,6 @@ const (
 )
 
 func (c *conn) forward(be *backendRef, host, path []byte) bool {
-	h := c.h
 	req := &c.req
 	bodyStart := c.roff + c.headLen
 	bodyDone := !req.HasBody()
@@ -450,37 +452,11 @@ func (c *conn) forward(be *backendRef, host, path []byte) bool {
 	c.bytesIn = int64(inBuf)
 	c.roff = bodyStart + inBuf
 	replayable := bodyDone
-	idem := http1.Idempotent(req.Method)
-	maxAge := h.cfg.Timeouts.Idle
-	if !idem || !replayable {
-		// A stale connection could not be retried: only take fresh ones.
-		maxAge = nonIdempotentMaxIdle
-	}
-
-	var hash uint64
-	if be.b.HashURI() {
-		hash = HashPath(path)
-	}
-	retries := be.b.Retries()
-	c.tried.reset()
-	var sticky Server
-	if name := be.b.Cookie(); name != "" {
-		if v := cookieValue(req, name); len(v) > 0 {
-			sticky = be.b.PickByName(string(v))
-		}
-	}
+	x := c.beginExchange(be, path, replayable)
+	idem, maxAge, hash, retries, sticky := x.idem, x.maxAge, x.hash, x.retries, x.sticky
 	first := true
 	for {
-		var srv Server
-		if first && sticky != nil {
-			srv = sticky
-		} else {
-			srv = be.b.Pick(hash, &c.tried)
-			if srv == nil && c.tried.Len() > 0 {
-				// Every server was tried: retry on one again (HAProxy does too).
-				srv = be.b.Pick(hash, nil)
-			}
-		}
+		srv := c.pickServer(be, hash, first, sticky)
 		first = false
 		if srv == nil {
 			return c.failBeforeResponse(be, nil, 503, bodyDone, "no server available")
@@ -504,6 +480,69 @@ func (c *conn) forward(be *backendRef, host, path []byte) bool {
 		}
 		retries--
 	}
+}
+
+// route finds what serves the parsed request: a redirect, a backend, or
+// neither (no route and no default_backend). host is the request's
+// authority (Host, or the absolute target's).
+func (c *conn) route(path []byte) (host []byte, rd *Redirect, be *backendRef) {
+	req := &c.req
+	host = req.Host
+	if a := req.Authority(); a != nil {
+		host = a
+	}
+	be = c.h.router.def
+	if rt := c.h.router.match(req, hostOnly(host), path); rt != nil {
+		if rt.redirect != nil {
+			return host, rt.redirect, nil
+		}
+		be = rt.backend
+	}
+	return host, nil, be
+}
+
+// exchange is how one request is balanced and retried.
+type exchange struct {
+	idem    bool          // the method is idempotent
+	maxAge  time.Duration // oldest idle server connection it may reuse
+	hash    uint64        // for uri_hash
+	retries int           // other servers it may try after a failure
+	sticky  Server        // the cookie's server, picked (a slot taken), or nil
+}
+
+// beginExchange sets up the request to be sent to be: a request that could
+// not be retried on a stale connection (not idempotent, or its body not
+// replayable) only reuses recently idle ones. The set of servers tried
+// starts empty.
+func (c *conn) beginExchange(be *backendRef, path []byte, replayable bool) exchange {
+	req := &c.req
+	x := exchange{idem: http1.Idempotent(req.Method), maxAge: c.h.cfg.Timeouts.Idle, retries: be.b.Retries()}
+	if !x.idem || !replayable {
+		x.maxAge = nonIdempotentMaxIdle
+	}
+	if be.b.HashURI() {
+		x.hash = HashPath(path)
+	}
+	c.tried.reset()
+	if name := be.b.Cookie(); name != "" {
+		if v := cookieValue(req, name); len(v) > 0 {
+			x.sticky = be.b.PickByName(string(v))
+		}
+	}
+	return x
+}
+
+// pickServer chooses the server of an attempt: the sticky one first, then
+// the balancer's choice among those not tried yet, and once every server
+// has been tried, one of them again (HAProxy does too). nil: none is up.
+func (c *conn) pickServer(be *backendRef, hash uint64, first bool, sticky Server) Server {
+	if first && sticky != nil {
+		return sticky
+	}
+	if srv := be.b.Pick(hash, &c.tried); srv != nil || c.tried.Len() == 0 {
+		return srv
+	}
+	return be.b.Pick(hash, nil)
 }
 
 func (c *conn) failBeforeResponse(be *backendRef, srv Server, status int, bodyDone bool, why string) bool {
@@ -792,33 +831,55 @@ var (
 	errSilentTimeout = errors.New("no response within the server timeout")
 )
 
+// parseResponseHead parses the response head buffered in ubuf[:un]. done:
+// a final head is there (respHeadLen set); interim responses (1xx other
+// than 101) are dropped from the buffer on the way. Neither done nor err:
+// more bytes are needed.
+func (c *conn) parseResponseHead() (done bool, err error) {
+	for c.un > 0 {
+		n, err := http1.ParseResponse(c.ubuf[:c.un], &c.resp, 65536)
+		switch {
+		case err == http1.ErrIncomplete:
+			return false, nil
+		case err != nil:
+			return false, err
+		case c.resp.Status >= 200 || c.resp.Status == 101:
+			c.respHeadLen = n
+			return true, nil
+		}
+		c.un = copy(c.ubuf, c.ubuf[n:c.un])
+	}
+	return false, nil
+}
+
+var errResponseHeadTooLarge = errors.New("response head too large")
+
+// roomInUbuf makes room after ubuf[:un] for more of a response head (up to
+// 64 KiB and a bit).
+func (c *conn) roomInUbuf() error {
+	if c.un < len(c.ubuf) {
+		return nil
+	}
+	if len(c.ubuf) >= 64<<10+4096 {
+		return errResponseHeadTooLarge
+	}
+	nb := make([]byte, 2*len(c.ubuf)+4096)
+	copy(nb, c.ubuf[:c.un])
+	c.ubuf = nb
+	return nil
+}
+
 // readResponseHead reads the final response head into ubuf, skipping interim
 // (1xx other than 101) responses.
 func (c *conn) readResponseHead(u *upConn) error {
 	c.un = 0
 	got := false
 	for {
-		if c.un > 0 {
-			n, err := http1.ParseResponse(c.ubuf[:c.un], &c.resp, 65536)
-			if err == nil {
-				if c.resp.Status >= 200 || c.resp.Status == 101 {
-					c.respHeadLen = n
-					return nil
-				}
-				c.un = copy(c.ubuf, c.ubuf[n:c.un])
-				continue
-			}
-			if err != http1.ErrIncomplete {
-				return err
-			}
+		if done, err := c.parseResponseHead(); done || err != nil {
+			return err
 		}
-		if c.un == len(c.ubuf) {
-			if len(c.ubuf) >= 64<<10+4096 {
-				return errors.New("response head too large")
-			}
-			nb := make([]byte, 2*len(c.ubuf)+4096)
-			copy(nb, c.ubuf[:c.un])
-			c.ubuf = nb
+		if err := c.roomInUbuf(); err != nil {
+			return err
 		}
 		n, err := u.nc.Read(c.ubuf[c.un:])
 		c.un += n

@@ -64,30 +64,27 @@ type econn struct {
 	idleAt              int64 // last response sent (loop clock)
 
 	// the exchange in progress
-	be                        *backendRef
-	srv, sticky               Server
-	u                         *eup
-	oOff                      int // obuf bytes sent
-	retries                   int
-	hash                      uint64
-	fresh, idem, pickedSticky bool
-	maxAge                    time.Duration
-	tDial, tSent              time.Time
-	connectDur, queued        time.Duration
-	got                       bool // response bytes received
-	kind                      http1.BodyKind
-	rem                       int64 // Content-Length body left to forward
-	decode, upKeep, cliKeep   bool
-	respIn                    int64       // response bytes received
-	lastUp                    int64       // server activity (loop clock)
-	p                         *pipes.Pipe // splicing a large body, or nil
-	inPipe                    int         // bytes in p
-	noPipe                    bool        // no pipe to be had: copy this body
+	be                      *backendRef
+	x                       exchange
+	srv                     Server
+	u                       *eup
+	oOff                    int  // obuf bytes sent
+	fresh, picked           bool // picked: a server was picked for this request
+	tDial, tSent            time.Time
+	connectDur, queued      time.Duration
+	got                     bool // response bytes received
+	kind                    http1.BodyKind
+	rem                     int64 // Content-Length body left to forward
+	decode, upKeep, cliKeep bool
+	respIn                  int64       // response bytes received
+	lastUp                  int64       // server activity (loop clock)
+	p                       *pipes.Pipe // splicing a large body, or nil
+	inPipe                  int         // bytes in p
+	noPipe                  bool        // no pipe to be had: copy this body
 
 	ds         *drainSet
-	rbp        *[16 << 10]byte // the pooled array behind rbuf, or nil
-	ubp        *[32 << 10]byte // behind ubuf
-	obp, wbp   *[4 << 10]byte  // behind obuf, wbuf
+	rbp, ubp   *[]byte // the pooled buffers behind rbuf, ubuf (nil: none held)
+	obp, wbp   *[]byte // behind obuf, wbuf
 	opts       *EngineOptions
 	cIn, cOut  uint64 // client bytes not yet given to CountBytes
 	needHdr    bool   // the PROXY header is still to be read
@@ -126,62 +123,64 @@ var econnPool = sync.Pool{New: func() any { return &econn{} }}
 // The buffers are held only while they hold something: an idle keep-alive
 // connection keeps none (a few KiB of state instead of 56).
 var (
-	rbufPool = sync.Pool{New: func() any { return new([16 << 10]byte) }}
-	ubufPool = sync.Pool{New: func() any { return new([32 << 10]byte) }}
-	headPool = sync.Pool{New: func() any { return new([4 << 10]byte) }} // obuf, wbuf
+	rbufs = newBufPool(16 << 10)
+	ubufs = newBufPool(32 << 10)
+	heads = newBufPool(4 << 10) // obuf, wbuf
 )
+
+// bufPool hands out byte slices of one size. A slice comes in a *[]byte,
+// and goes back through it (a Put without allocation); a caller that grows
+// the slice still gives back the original.
+type bufPool struct{ p sync.Pool }
+
+func newBufPool(size int) *bufPool {
+	return &bufPool{p: sync.Pool{New: func() any { b := make([]byte, size); return &b }}}
+}
+
+// take returns the buffer *h holds, getting one from the pool into *h first
+// if it holds none.
+func (bp *bufPool) take(h **[]byte) []byte {
+	if *h == nil {
+		*h = bp.p.Get().(*[]byte)
+	}
+	return **h
+}
+
+// drop gives the buffer *h holds (if any) back.
+func (bp *bufPool) drop(h **[]byte) {
+	if *h != nil {
+		bp.p.Put(*h)
+		*h = nil
+	}
+}
 
 // takeHeads gives obuf and wbuf (appended to from empty) pooled arrays.
 func (e *econn) takeHeads() {
 	if e.obp == nil {
-		e.obp = headPool.Get().(*[4 << 10]byte)
-		e.obuf = e.obp[:0]
+		e.obuf = heads.take(&e.obp)[:0]
 	}
 	if e.wbp == nil {
-		e.wbp = headPool.Get().(*[4 << 10]byte)
-		e.wbuf = e.wbp[:0]
+		e.wbuf = heads.take(&e.wbp)[:0]
 	}
 }
 
 // dropHeads gives them back, once the exchange (retries included) is over
 // and the client has taken the response head.
 func (e *econn) dropHeads() {
-	for _, p := range [2]**[4 << 10]byte{&e.obp, &e.wbp} {
-		if *p != nil {
-			headPool.Put(*p)
-			*p = nil
-		}
-	}
+	heads.drop(&e.obp)
+	heads.drop(&e.wbp)
 	e.obuf, e.wbuf = nil, nil
-}
-
-func (e *econn) takeRbuf() {
-	e.rbp = rbufPool.Get().(*[16 << 10]byte)
-	e.rbuf = e.rbp[:]
 }
 
 // dropRbuf gives the request buffer back; it holds nothing (roff == rn).
 func (e *econn) dropRbuf() {
-	if e.rbp != nil {
-		rbufPool.Put(e.rbp)
-		e.rbp = nil
-	}
+	rbufs.drop(&e.rbp)
 	e.rbuf, e.roff, e.rn = nil, 0, 0
-}
-
-func (e *econn) takeUbuf() {
-	if e.ubuf == nil {
-		e.ubp = ubufPool.Get().(*[32 << 10]byte)
-		e.ubuf = e.ubp[:]
-	}
 }
 
 // dropUbuf gives the response buffer back once nothing refers to it.
 func (e *econn) dropUbuf() {
-	if e.ubp != nil {
-		ubufPool.Put(e.ubp)
-		e.ubp = nil
-	}
+	ubufs.drop(&e.ubp)
 	e.ubuf, e.un = nil, 0
 }
 
@@ -299,7 +298,7 @@ func (e *econn) recycle() {
 	c.ec.Store(nil)
 	c.h, c.ctx = nil, nil
 	c.tried.reset()
-	e.be, e.sticky, e.timer = nil, nil, nil
+	e.be, e.x, e.timer = nil, exchange{}, nil
 	e.dropRbuf()
 	e.dropUbuf()
 	e.dropHeads()
@@ -449,26 +448,16 @@ func (e *econn) head() {
 			return
 		}
 		if c.rbuf == nil {
-			e.takeRbuf()
+			c.rbuf = rbufs.take(&e.rbp)
 		}
-		if c.rn == len(c.rbuf) {
-			if e.needHdr {
-				e.opts.Admit(netip.AddrPort{}, false) // no header is this long
-				e.closeAll(true)
-				return
-			}
-			if c.roff > 0 {
-				c.rn = copy(c.rbuf, c.rbuf[c.roff:c.rn])
-				c.roff = 0
-			} else {
-				if len(c.rbuf) >= h.cfg.MaxHeaderBytes+4096 {
-					e.handoff() // answers 431
-					return
-				}
-				nb := make([]byte, min(2*len(c.rbuf), h.cfg.MaxHeaderBytes+4096))
-				copy(nb, c.rbuf[:c.rn])
-				c.rbuf = nb
-			}
+		if c.rn == len(c.rbuf) && e.needHdr {
+			e.opts.Admit(netip.AddrPort{}, false) // no header is this long
+			e.closeAll(true)
+			return
+		}
+		if !c.roomInRbuf() {
+			e.handoff() // answers 431
+			return
 		}
 		space := len(c.rbuf) - c.rn
 		n, en := rawsock.Read(e.fd, c.rbuf[c.rn:])
@@ -530,7 +519,6 @@ func (e *econn) proxyHeader() bool {
 // case, else by handoff.
 func (e *econn) request() {
 	c := &e.conn
-	h := c.h
 	req := &c.req
 	if string(req.Method) == "CONNECT" || req.Upgrade || req.Expect100 {
 		e.handoff()
@@ -554,21 +542,9 @@ func (e *econn) request() {
 		}
 		inBuf = int(req.ContentLength)
 	}
-	host := req.Host
-	if a := req.Authority(); a != nil {
-		host = a
-	}
 	path := req.Path()
-	rt := h.router.match(req, hostOnly(host), path)
-	be := h.router.def
-	if rt != nil {
-		if rt.redirect != nil {
-			e.handoff()
-			return
-		}
-		be = rt.backend
-	}
-	if be == nil || be.sendProxy != 0 {
+	host, rd, be := c.route(path)
+	if rd != nil || be == nil || be.sendProxy != 0 {
 		e.handoff()
 		return
 	}
@@ -582,42 +558,16 @@ func (e *econn) request() {
 	c.roff = bodyStart + inBuf
 	e.headAt = 0
 	e.be = be
-	e.idem = http1.Idempotent(req.Method)
-	e.maxAge = h.cfg.Timeouts.Idle
-	if !e.idem {
-		e.maxAge = nonIdempotentMaxIdle
-	}
-	e.hash = 0
-	if be.b.HashURI() {
-		e.hash = HashPath(path)
-	}
-	e.retries = be.b.Retries()
-	c.tried.reset()
-	e.sticky = nil
-	if name := be.b.Cookie(); name != "" {
-		if v := cookieValue(req, name); len(v) > 0 {
-			e.sticky = be.b.PickByName(string(v))
-		}
-	}
-	e.pickedSticky = false
+	e.x = c.beginExchange(be, path, true) // the body is all buffered
+	e.picked = false
 	e.next()
 }
 
 // next picks a server for the request (again, after a failed attempt) and
 // starts an attempt on it.
 func (e *econn) next() {
-	c := &e.conn
-	be := e.be
-	var srv Server
-	if e.sticky != nil && !e.pickedSticky {
-		srv = e.sticky
-		e.pickedSticky = true
-	} else {
-		srv = be.b.Pick(e.hash, &c.tried)
-		if srv == nil && c.tried.Len() > 0 {
-			srv = be.b.Pick(e.hash, nil)
-		}
-	}
+	srv := e.pickServer(e.be, e.x.hash, !e.picked, e.x.sticky)
+	e.picked = true
 	if srv == nil {
 		e.fail(nil, 503, "no server available")
 		return
@@ -633,11 +583,11 @@ func (e *econn) retryOther(status int, why string) {
 	c.tried.add(e.srv)
 	srv := e.srv
 	e.srv = nil
-	if e.retries <= 0 {
+	if e.x.retries <= 0 {
 		e.fail(srv, status, why+" (retries exhausted)")
 		return
 	}
-	e.retries--
+	e.x.retries--
 	e.next()
 }
 
@@ -649,10 +599,12 @@ func (e *econn) attempt() {
 		e.queued = time.Since(c.start)
 	}
 	e.connectDur, e.got, e.oOff = 0, false, 0
-	e.takeUbuf()
+	if c.ubuf == nil {
+		c.ubuf = ubufs.take(&e.ubp)
+	}
 	addr := e.srv.Addr()
 	if !e.fresh {
-		if u := e.pool.get(addr, e.lp.Now(), e.maxAge); u != nil {
+		if u := e.pool.get(addr, e.lp.Now(), e.x.maxAge); u != nil {
 			e.u = u
 			u.owner = e
 			e.tSent = c.start
@@ -660,13 +612,13 @@ func (e *econn) attempt() {
 			return
 		}
 	}
-	ap, err := netip.ParseAddrPort(addr)
+	ap, err := serverAddrPort(e.srv, addr)
 	if err != nil {
 		e.connectFailed(err)
 		return
 	}
 	e.tDial = time.Now()
-	fd, en := rawsock.Connect(netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()))
+	fd, en := rawsock.Connect(ap)
 	if fd < 0 {
 		e.connectFailed(en)
 		return
@@ -684,6 +636,25 @@ func (e *econn) attempt() {
 	}
 	e.st = esConnect
 	e.setDeadline(e.lp.Now() + int64(h.cfg.Timeouts.Connect))
+}
+
+// AddrPorter is a Server that keeps its address parsed (package proxy's
+// servers do, once per address change): the engine then parses none per
+// connect.
+type AddrPorter interface{ AddrPort() netip.AddrPort }
+
+// serverAddrPort is srv's address, addr, as the engine connects to it.
+func serverAddrPort(srv Server, addr string) (netip.AddrPort, error) {
+	if a, ok := srv.(AddrPorter); ok {
+		if ap := a.AddrPort(); ap.IsValid() {
+			return ap, nil
+		}
+	}
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		return ap, err
+	}
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), nil
 }
 
 func (e *econn) connectFailed(err error) {
@@ -757,34 +728,20 @@ func (e *econn) wait() {
 	c := &e.conn
 	u := e.u
 	for {
-		if c.un > 0 {
-			n, err := http1.ParseResponse(c.ubuf[:c.un], &c.resp, 65536)
-			if err == nil {
-				if c.resp.Status >= 200 || c.resp.Status == 101 {
-					c.respHeadLen = n
-					c.respAt = time.Now()
-					e.respond()
-					return
-				}
-				c.un = copy(c.ubuf, c.ubuf[n:c.un])
-				continue
-			}
-			if err != http1.ErrIncomplete {
-				e.badResponse(err)
-				return
-			}
+		done, err := c.parseResponseHead()
+		if err == nil && !done && u.readable {
+			err = c.roomInUbuf()
 		}
-		if !u.readable {
+		switch {
+		case err != nil:
+			e.badResponse(err)
 			return
-		}
-		if c.un == len(c.ubuf) {
-			if len(c.ubuf) >= 64<<10+4096 {
-				e.badResponse(errors.New("response head too large"))
-				return
-			}
-			nb := make([]byte, 2*len(c.ubuf)+4096)
-			copy(nb, c.ubuf[:c.un])
-			c.ubuf = nb
+		case done:
+			c.respAt = time.Now()
+			e.respond()
+			return
+		case !u.readable:
+			return
 		}
 		n, en := rawsock.Read(u.fd, c.ubuf[c.un:])
 		switch {
@@ -819,7 +776,7 @@ func (e *econn) emptyResponse() {
 		return
 	}
 	e.srv.Done(Outcome{EmptyResponse: true, BytesIn: e.bytesIn, Connect: e.connectDur, Response: e.respDur()})
-	if e.idem {
+	if e.x.idem {
 		e.logServer("empty response, retrying", e.be, e.srv, nil)
 		e.retryOther(502, "server closed the connection without a response")
 		return
@@ -842,7 +799,7 @@ func (e *econn) serverTimeout() {
 	e.u.close()
 	e.u = nil
 	e.srv.Done(Outcome{Timeout: true, BytesIn: e.bytesIn, Connect: e.connectDur, Response: e.respDur()})
-	if !e.got && e.idem {
+	if !e.got && e.x.idem {
 		e.logServer("server timeout without a response, retrying", e.be, e.srv, nil)
 		e.retryOther(504, "server timeout")
 		return
@@ -880,7 +837,7 @@ func (e *econn) respond() {
 	}
 	e.upKeep = !resp.Close && kind != http1.BodyClose
 	var setCookie Server
-	if name := e.be.b.Cookie(); name != "" && e.sticky != e.srv {
+	if name := e.be.b.Cookie(); name != "" && e.x.sticky != e.srv {
 		setCookie = e.srv
 	}
 	w := c.buildResponse(c.wbuf[:0], kind, e.decode, e.cliKeep, false, e.be, setCookie)
@@ -955,41 +912,51 @@ func (e *econn) bodyDone() bool {
 	return true
 }
 
+// flushOut sends out, then out2, to the client. It reports whether all is
+// sent; false: it waits for the client (under timeouts.client), or a write
+// failed and the connection has ended (the exchange recorded first).
+func (e *econn) flushOut() bool {
+	for len(e.out) > 0 {
+		if !e.cWrite {
+			e.setDeadline(e.lp.Now() + int64(e.h.cfg.Timeouts.Client))
+			return false
+		}
+		var n int
+		var en unix.Errno
+		if len(e.out2) > 0 {
+			n, en = rawsock.Writev2(e.fd, e.out, e.out2)
+		} else {
+			n, en = rawsock.Write(e.fd, e.out)
+		}
+		switch {
+		case en == unix.EAGAIN:
+			e.cWrite = false
+			continue
+		case en == unix.EINTR:
+			continue
+		case en != 0:
+			e.endExchange()
+			e.closeAll(true)
+			return false
+		}
+		e.cOut += uint64(n)
+		if n < len(e.out) {
+			e.out = e.out[n:]
+		} else {
+			e.out, e.out2 = e.out2[n-len(e.out):], nil
+		}
+	}
+	return true
+}
+
 // body moves the response to the client: what is waiting first, then more
 // from the server while the client takes it.
 func (e *econn) body() {
 	c := &e.conn
 	h := c.h
 	for {
-		for len(e.out) > 0 {
-			if !e.cWrite {
-				e.setDeadline(e.lp.Now() + int64(h.cfg.Timeouts.Client))
-				return
-			}
-			var n int
-			var en unix.Errno
-			if len(e.out2) > 0 {
-				n, en = rawsock.Writev2(e.fd, e.out, e.out2)
-			} else {
-				n, en = rawsock.Write(e.fd, e.out)
-			}
-			switch {
-			case en == unix.EAGAIN:
-				e.cWrite = false
-				continue
-			case en == unix.EINTR:
-				continue
-			case en != 0:
-				e.endExchange()
-				e.closeAll(true)
-				return
-			}
-			e.cOut += uint64(n)
-			if n < len(e.out) {
-				e.out = e.out[n:]
-			} else {
-				e.out, e.out2 = e.out2[n-len(e.out):], nil
-			}
+		if !e.flushOut() {
+			return
 		}
 		if e.bodyDone() {
 			e.finish()
@@ -1230,24 +1197,8 @@ func (e *econn) local(status int, reason string, closeConn bool) {
 // timeouts.client), then reads the next request or closes.
 func (e *econn) flushLocal() {
 	c := &e.conn
-	for len(e.out) > 0 {
-		if !e.cWrite {
-			e.setDeadline(e.lp.Now() + int64(c.h.cfg.Timeouts.Client))
-			return
-		}
-		n, en := rawsock.Write(e.fd, e.out)
-		switch {
-		case en == unix.EAGAIN:
-			e.cWrite = false
-			continue
-		case en == unix.EINTR:
-			continue
-		case en != 0:
-			e.closeAll(true)
-			return
-		}
-		e.out = e.out[n:]
-		e.cOut += uint64(n)
+	if !e.flushOut() {
+		return
 	}
 	e.dropHeads()
 	if !e.closeLocal {
@@ -1437,21 +1388,21 @@ type epool struct {
 	closed bool
 }
 
-// epoolFor returns the pool of lp, creating it.
+// epoolFor returns the pool of lp, creating it. A connection asks once, so
+// the lookup takes no lock once the pool exists.
 func (h *Handler) epoolFor(lp Loop) *epool {
-	h.drainMu.Lock()
-	defer h.drainMu.Unlock()
-	p := h.epools[lp]
-	if p == nil {
-		if h.epools == nil {
-			h.epools = map[Loop]*epool{}
-		}
-		p = &epool{lp: lp, idle: map[string][]*eup{}, maxAge: h.cfg.Timeouts.Idle}
-		p.timer = lp.Track(p)
-		p.next = math.MaxInt64
-		p.timer.Set(p.next)
-		h.epools[lp] = p
+	if p, ok := h.epools.Load(lp); ok {
+		return p.(*epool)
 	}
+	h.drainMu.Lock() // with Close
+	defer h.drainMu.Unlock()
+	if p, ok := h.epools.Load(lp); ok {
+		return p.(*epool)
+	}
+	p := &epool{lp: lp, idle: map[string][]*eup{}, maxAge: h.cfg.Timeouts.Idle, next: math.MaxInt64}
+	p.timer = lp.Track(p)
+	p.timer.Set(p.next)
+	h.epools.Store(lp, p)
 	return p
 }
 

@@ -2,29 +2,11 @@ package l7
 
 import (
 	"bufio"
-	"context"
 	"io"
 	"net"
-	"net/http"
 	"testing"
 	"time"
 )
-
-// engineServe serves one accepted connection of ln on lp with h and returns
-// its EngineConn (as package proxy's acceptHTTP does).
-func engineServe(t *testing.T, h *Handler, lp *testLoop, ln net.Listener) (*EngineConn, chan struct{}) {
-	t.Helper()
-	c, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ap := c.RemoteAddr().(*net.TCPAddr).AddrPort()
-	fd := detachFD(t, c.(*net.TCPConn))
-	ecc := make(chan *EngineConn, 1)
-	done := make(chan struct{})
-	lp.Post(func() { ecc <- h.ServeEngine(context.Background(), lp, fd, ap, nil, func() { close(done) }) })
-	return <-ecc, done
-}
 
 // Abort (a forced drain, run on the loop as package proxy's
 // httpSession.abort does) closes the connection even when the loop hands it
@@ -36,26 +18,9 @@ func TestEngineAbortAcrossHandoff(t *testing.T) {
 	}
 	srv := startRaw(t, func(c net.Conn) { io.Copy(io.Discard, c) }) // takes the request, never answers
 	s := newFakeServer("s", srv.addr())
-	m, _ := NewMetrics(nil)
-	h, err := New(Config{Frontend: "web", DefaultBackend: "app"}, fakeBackends{"app": {name: "app", servers: []*fakeServer{s}}}, m, testLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	lp, err := newTestLoop()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	ec, done := engineServe(t, h, lp, ln)
+	eh := newEngineHarness(t, fakeBackends{"app": {name: "app", servers: []*fakeServer{s}}})
+	c, ec, done := eh.serve(t, nil)
+	lp := eh.lp
 	defer func() {
 		c.Close()
 		select {
@@ -63,8 +28,6 @@ func TestEngineAbortAcrossHandoff(t *testing.T) {
 		case <-time.After(5 * time.Second):
 			t.Error("connection not ended 5s after the client left")
 		}
-		h.Close()
-		lp.stop()
 	}()
 
 	// Hold the loop, queue a request the engine hands off (a streamed
@@ -78,9 +41,8 @@ func TestEngineAbortAcrossHandoff(t *testing.T) {
 	close(gate)
 
 	c.SetReadDeadline(time.Now().Add(3 * time.Second))
-	_, err = bufio.NewReader(c).ReadByte()
+	_, err := bufio.NewReader(c).ReadByte()
 	if ne, ok := err.(net.Error); ok && ne.Timeout() {
 		t.Fatalf("aborted connection still open 3s later (handed to a goroutine meanwhile)")
 	}
-	_ = http.StatusOK
 }

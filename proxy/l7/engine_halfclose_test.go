@@ -28,22 +28,14 @@ func TestEngineHalfCloseAfterPipelinedRequest(t *testing.T) {
 			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 		}
 	})
-	s := newFakeServer("s", srv.addr())
-	p := startProxy(t, Config{DefaultBackend: "app", Timeouts: Timeouts{Idle: 20 * time.Second}},
-		fakeBackends{"app": {name: "app", servers: []*fakeServer{s}}})
-	c, err := net.Dial("tcp", p.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(15 * time.Second))
+	p, s := proxyTo(t, Config{Timeouts: Timeouts{Idle: 20 * time.Second}}, srv)
+	c, br := dialWithin(t, p.addr, 15*time.Second)
 	io.WriteString(c, "GET /hold HTTP/1.1\r\nHost: a\r\n\r\n")
 	waitFor(t, "the first request at the server", func() bool { return s.act.Load() == 1 && len(s.outcomes()) == 0 })
 	io.WriteString(c, "GET /second HTTP/1.1\r\nHost: a\r\n\r\n")
 	c.(*net.TCPConn).CloseWrite()
 	// both segments are in the proxy's socket before the server answers
 	close(release)
-	br := bufio.NewReader(c)
 	for i := 0; i < 2; i++ {
 		resp, err := http.ReadResponse(br, nil)
 		if err != nil {
@@ -53,7 +45,7 @@ func TestEngineHalfCloseAfterPipelinedRequest(t *testing.T) {
 	}
 	start := time.Now()
 	c.SetReadDeadline(time.Now().Add(3 * time.Second))
-	_, err = br.ReadByte()
+	_, err := br.ReadByte()
 	if err != io.EOF {
 		t.Fatalf("after both responses to a half-closed client: %v after %v, want EOF at once (timeouts.idle is 20s)", err, time.Since(start).Round(time.Millisecond))
 	}

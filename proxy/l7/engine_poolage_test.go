@@ -37,9 +37,7 @@ func TestEnginePostKeepsOlderIdleConnections(t *testing.T) {
 			fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(b), b)
 		}
 	})
-	s := newFakeServer("s", srv.addr())
-	p := startProxy(t, Config{DefaultBackend: "app", Timeouts: Timeouts{Idle: 30 * time.Second}},
-		fakeBackends{"app": {name: "app", servers: []*fakeServer{s}}})
+	p, _ := proxyTo(t, Config{Timeouts: Timeouts{Idle: 30 * time.Second}}, srv)
 	do := func(c net.Conn, br *bufio.Reader, req string) string {
 		t.Helper()
 		io.WriteString(c, req)
@@ -50,16 +48,7 @@ func TestEnginePostKeepsOlderIdleConnections(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return string(b)
 	}
-	dial := func() (net.Conn, *bufio.Reader) {
-		c, err := net.Dial("tcp", p.addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		c.SetDeadline(time.Now().Add(15 * time.Second))
-		return c, bufio.NewReader(c)
-	}
-	c1, br1 := dial()
+	c1, br1 := dialWithin(t, p.addr, 15*time.Second)
 	if id := do(c1, br1, "GET /a HTTP/1.1\r\nHost: a\r\n\r\n"); id != "1" {
 		t.Fatalf("first GET on server connection %s", id)
 	}
@@ -71,7 +60,7 @@ func TestEnginePostKeepsOlderIdleConnections(t *testing.T) {
 	}
 	// hold the newest idle connection (2) with one request, then ask again:
 	// the goroutine path takes connection 1, still young enough for a GET
-	c2, br2 := dial()
+	c2, br2 := dialWithin(t, p.addr, 15*time.Second)
 	io.WriteString(c2, "GET /hold HTTP/1.1\r\nHost: a\r\n\r\n")
 	// (not s.act: the POST's Done may still be pending after its response)
 	select {

@@ -1,7 +1,6 @@
 package l7
 
 import (
-	"net"
 	"net/netip"
 	"sync/atomic"
 	"testing"
@@ -15,20 +14,7 @@ func TestEngineProxyHeaderEOFRefused(t *testing.T) {
 	if !onEngine {
 		t.Skip("engine only")
 	}
-	m, _ := NewMetrics(nil)
-	h, err := New(Config{Frontend: "web", DefaultBackend: "app"}, fakeBackends{"app": {name: "app"}}, m, testLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	lp, err := newTestLoop()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	eh := newEngineHarness(t, fakeBackends{"app": {name: "app"}})
 	var refused atomic.Int64
 	adm := &EngineOptions{ProxyHeader: true, ProxyTimeout: 10 * time.Second, Admit: func(_ netip.AddrPort, ok bool) bool {
 		if !ok {
@@ -36,20 +22,8 @@ func TestEngineProxyHeaderEOFRefused(t *testing.T) {
 		}
 		return ok
 	}}
-	defer func() { h.Close(); lp.stop() }()
 	for i, pre := range []string{"", "PROXY TCP4 1.2.3.4"} {
-		c, err := net.Dial("tcp", ln.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		sc, err := ln.Accept()
-		if err != nil {
-			t.Fatal(err)
-		}
-		ap := sc.RemoteAddr().(*net.TCPAddr).AddrPort()
-		fd := detachFD(t, sc.(*net.TCPConn))
-		done := make(chan struct{})
-		lp.Post(func() { h.ServeEngine(t.Context(), lp, fd, ap, adm, func() { close(done) }) })
+		c, _, done := eh.serve(t, adm)
 		if pre != "" {
 			c.Write([]byte(pre))
 		}

@@ -17,7 +17,7 @@ import (
 // Server connections are pooled and reused; one the server closes while idle
 // costs the client nothing (dropped from the pool, or retried fresh).
 func TestServerConnectionReuse(t *testing.T) {
-	var accepts, served atomic.Int64
+	var accepts atomic.Int64
 	srv := startRaw(t, func(c net.Conn) {
 		accepts.Add(1)
 		br := bufio.NewReader(c)
@@ -26,23 +26,14 @@ func TestServerConnectionReuse(t *testing.T) {
 			if err != nil {
 				return
 			}
-			n := served.Add(1)
 			fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(req.URL.Path), req.URL.Path)
 			if req.URL.Query().Get("close") != "" {
 				return // closed after answering, without saying so
 			}
-			_ = n
 		}
 	})
-	s := newFakeServer("s", srv.addr())
-	p := startProxy(t, Config{DefaultBackend: "app"}, fakeBackends{"app": {name: "app", servers: []*fakeServer{s}}})
-	c, err := net.Dial("tcp", p.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	br := bufio.NewReader(c)
+	p, _ := proxyTo(t, Config{}, srv)
+	c, br := dialWithin(t, p.addr, 10*time.Second)
 	get := func(target string) {
 		t.Helper()
 		fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: a\r\n\r\n", target)
@@ -110,15 +101,8 @@ func TestLargeResponses(t *testing.T) {
 			}
 		}
 	})
-	s := newFakeServer("s", srv.addr())
-	p := startProxy(t, Config{DefaultBackend: "app"}, fakeBackends{"app": {name: "app", servers: []*fakeServer{s}}})
-	c, err := net.Dial("tcp", p.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(30 * time.Second))
-	br := bufio.NewReaderSize(c, 4096)
+	p, _ := proxyTo(t, Config{}, srv)
+	c, br := dialWithin(t, p.addr, 30*time.Second)
 	for _, path := range []string{"/length", "/chunked", "/length", "/close"} {
 		fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: a\r\n\r\n", path)
 		resp, err := http.ReadResponse(br, nil)
@@ -147,9 +131,7 @@ func TestIdleServerConnectionsExpire(t *testing.T) {
 			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 		}
 	})
-	s := newFakeServer("s", srv.addr())
-	p := startProxy(t, Config{DefaultBackend: "app", Timeouts: Timeouts{Idle: 300 * time.Millisecond}},
-		fakeBackends{"app": {name: "app", servers: []*fakeServer{s}}})
+	p, _ := proxyTo(t, Config{Timeouts: Timeouts{Idle: 300 * time.Millisecond}}, srv)
 	resp, err := http.Get("http://" + p.addr + "/")
 	if err != nil {
 		t.Fatal(err)

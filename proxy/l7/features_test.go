@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/palisade-lb/palisade/internal/testutil"
 	"github.com/palisade-lb/palisade/proxy/l7/http1"
 )
 
@@ -211,7 +212,7 @@ func TestErrorsFromServers(t *testing.T) {
 		http.ReadRequest(bufio.NewReader(c))
 		io.Copy(io.Discard, c) // never answers
 	})
-	dead := refusingAddr(t)
+	dead := testutil.RefusingAddr(t).String()
 	sBad := newFakeServer("bad", garbage.addr())
 	sHang := newFakeServer("hang", hang.addr())
 	sDead := newFakeServer("dead", dead)

@@ -44,7 +44,7 @@ type Handler struct {
 
 	drainMu sync.Mutex
 	drains  map[context.Context]*drainSet
-	epools  map[Loop]*epool // idle server connections of the engine path, per loop
+	epools  sync.Map // Loop -> *epool: idle server connections of the engine path
 
 	ridPrefix [16]byte
 	ridSeq    atomic.Uint64
@@ -123,10 +123,11 @@ func (h *Handler) Close() {
 		ds.stop()
 		delete(h.drains, ctx)
 	}
-	for lp, p := range h.epools {
-		lp.Post(p.closeAll) // false: the loop has ended and closed them
-		delete(h.epools, lp)
-	}
+	h.epools.Range(func(lp, p any) bool {
+		lp.(Loop).Post(p.(*epool).closeAll) // false: the loop has ended and closed them
+		h.epools.Delete(lp)
+		return true
+	})
 	h.drainMu.Unlock()
 	h.pool.close()
 	if h.h2 != nil {

@@ -1,8 +1,8 @@
 package l7
 
 import (
+	"bufio"
 	"context"
-	"fmt"
 	"log/slog"
 	"net"
 	"os"
@@ -253,23 +253,79 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 
 var zeroTime time.Time
 
-// refusingAddr is a loopback address that refuses connections: a bound
-// socket that does not listen holds the port for the test. (A closed
-// listener's port may be handed to the next listener, maybe the proxy's own:
-// a "dead" server that is the proxy sends its requests round in a loop.)
-func refusingAddr(t testing.TB) string {
+// engineHarness is a Handler for the "app" backend on a test loop of its
+// own, and a listener whose connections a test hands to it one at a time;
+// all three end with the test.
+type engineHarness struct {
+	h  *Handler
+	lp *testLoop
+	ln net.Listener
+}
+
+func newEngineHarness(t *testing.T, bs Backends) *engineHarness {
 	t.Helper()
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	m, err := NewMetrics(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { unix.Close(fd) })
-	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		t.Fatal(err)
-	}
-	sa, err := unix.Getsockname(fd)
+	h, err := New(Config{Frontend: "web", DefaultBackend: "app"}, bs, m, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return fmt.Sprintf("127.0.0.1:%d", sa.(*unix.SockaddrInet4).Port)
+	lp, err := newTestLoop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(lp.stop)
+	t.Cleanup(h.Close)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return &engineHarness{h: h, lp: lp, ln: ln}
+}
+
+// serve dials the harness, serves the accepted connection with ServeEngine
+// (opts as package proxy passes them) and returns the client side, the
+// EngineConn and a channel closed when the connection has ended.
+func (eh *engineHarness) serve(t *testing.T, opts *EngineOptions) (net.Conn, *EngineConn, chan struct{}) {
+	t.Helper()
+	c, err := net.Dial("tcp", eh.ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	sc, err := eh.ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ap := sc.RemoteAddr().(*net.TCPAddr).AddrPort()
+	fd := detachFD(t, sc.(*net.TCPConn))
+	ecc := make(chan *EngineConn, 1)
+	done := make(chan struct{})
+	eh.lp.Post(func() { ecc <- eh.h.ServeEngine(context.Background(), eh.lp, fd, ap, opts, func() { close(done) }) })
+	return c, <-ecc, done
+}
+
+// proxyTo runs a proxy (cfg, default backend "app") in front of the one
+// server srv, fake server "s".
+func proxyTo(t *testing.T, cfg Config, srv *rawServer) (*proxy, *fakeServer) {
+	t.Helper()
+	s := newFakeServer("s", srv.addr())
+	cfg.DefaultBackend = "app"
+	return startProxy(t, cfg, fakeBackends{"app": {name: "app", servers: []*fakeServer{s}}}), s
+}
+
+// dialWithin connects to addr with a deadline d for the whole test's
+// exchange; the connection closes when the test ends.
+func dialWithin(t *testing.T, addr string, d time.Duration) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(d))
+	return c, bufio.NewReader(c)
 }

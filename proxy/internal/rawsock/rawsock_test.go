@@ -9,6 +9,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/palisade-lb/palisade/internal/testutil"
 )
 
 func TestSockaddrRoundTrip(t *testing.T) {
@@ -159,20 +161,7 @@ func TestRawConnectLoopback(t *testing.T) {
 		})
 	}
 	t.Run("refused", func(t *testing.T) {
-		// a bound socket that does not listen holds a port that refuses
-		bfd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer unix.Close(bfd)
-		if err := unix.Bind(bfd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-			t.Fatal(err)
-		}
-		bsa, err := unix.Getsockname(bfd)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ap := netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), uint16(bsa.(*unix.SockaddrInet4).Port))
+		ap := testutil.RefusingAddr(t)
 		fd, e := Connect(ap)
 		if fd < 0 {
 			if e != unix.ECONNREFUSED {
