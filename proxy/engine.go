@@ -38,6 +38,7 @@ const (
 	loopEvents     = 256
 	acceptBatch    = 32
 	sweepSpacing   = 10 * time.Millisecond // timeouts fire within this of their time
+	nudgeAfter     = time.Millisecond      // see wait
 	markListener   = math.MaxInt32         // epoll data of a listening socket
 	markWake       = math.MaxInt32 - 1     // epoll data of the wake eventfd
 	maxSeq         = math.MaxInt32 - 2
@@ -228,6 +229,9 @@ type loop struct {
 	next     int64     // next timeout sweep (math.MaxInt64: none)
 	armed    int64     // the park deadline currently set
 	quit     bool
+	parked   int64  // when the loop last parked (as now)
+	nudged   int64  // when wait last started a goroutine to wake a P
+	nudge    func() // that goroutine (a field for tests)
 	sa       unix.RawSockaddrAny
 }
 
@@ -261,7 +265,8 @@ func newLoop(log *slog.Logger) (*loop, error) {
 		return nil, err
 	}
 	return &loop{log: log, epfd: epfd, wake: wake, file: f, rc: rc, lns: map[int]*listener{},
-		events: make([]unix.EpollEvent, loopEvents), base: time.Now(), next: math.MaxInt64, armed: math.MaxInt64}, nil
+		events: make([]unix.EpollEvent, loopEvents), base: time.Now(), next: math.MaxInt64, armed: math.MaxInt64,
+		nudge: func() { go func() {}() }}, nil
 }
 
 func (l *loop) closeFiles() {
@@ -357,7 +362,21 @@ func (l *loop) requeue(s *esession) {
 // wait returns the number of ready events, parking the goroutine (not the
 // thread) while there are none, until the next timeout sweep is due; with
 // sessions on the ready list it only polls.
+//
+// A loop that has not parked for nudgeAfter starts an empty goroutine first.
+// The runtime has one network poller: the thread that wakes from it runs the
+// first loop it readies and leaves nobody polling, so while that loop stays
+// busy, another loop's events wait for sysmon's poll, every 10 ms. The new
+// goroutine wakes an idle P, whose scheduler polls on its way back to sleep
+// and runs the loops it finds ready. Measured on new tcp connections (wrk
+// -t2 -c50, Connection: close, 4 runs of 5 s each way): the slowest request
+// took 21-23 ms without it and 9-11 ms in three runs of four with it (21 in
+// the fourth); rate, p99 and CPU per request did not change beyond noise.
 func (l *loop) wait() int {
+	if now := int64(time.Since(l.base)); now-l.parked > int64(nudgeAfter) && now-l.nudged > int64(nudgeAfter) {
+		l.nudged = now
+		l.nudge()
+	}
 	if len(l.ready) > 0 {
 		n, _ := epollWait(l.epfd, l.events)
 		return n
@@ -371,11 +390,16 @@ func (l *loop) wait() int {
 		_ = l.file.SetReadDeadline(t)
 	}
 	var n int
+	calls := 0
 	err := l.rc.Read(func(fd uintptr) bool {
+		calls++
 		var e unix.Errno
 		n, e = epollWait(int(fd), l.events)
 		return n > 0 || (e != 0 && e != unix.EINTR && e != unix.EAGAIN)
 	})
+	if calls > 1 || err != nil {
+		l.parked = int64(time.Since(l.base))
+	}
 	if err != nil {
 		if !errors.Is(err, os.ErrDeadlineExceeded) {
 			l.log.Error("event loop wait failed", "error", err)

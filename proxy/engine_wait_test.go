@@ -1,0 +1,57 @@
+package proxy
+
+import (
+	"log/slog"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// A loop that keeps finding events never parks, so the runtime's poller can
+// be left without a thread; wait then starts a goroutine (the nudge) at most
+// once per nudgeAfter, and not at all when the loop parked within it.
+func TestBusyLoopNudges(t *testing.T) {
+	l, err := newLoop(slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.closeFiles()
+	nudges := 0
+	l.nudge = func() { nudges++ }
+	one := [8]byte{1}
+	if _, err := unix.Write(l.wake, one[:]); err != nil { // level-triggered: ready until read
+		t.Fatal(err)
+	}
+	l.base = time.Now().Add(-time.Second) // so the last park (0) was a second ago
+
+	if n := l.wait(); n != 1 || nudges != 1 {
+		t.Fatalf("busy for a second: wait gave %d events and %d nudges, want 1 and 1", n, nudges)
+	}
+	if n := l.wait(); n != 1 || nudges != 1 {
+		t.Fatalf("at once again: %d events and %d nudges, want 1 and still 1", n, nudges)
+	}
+	l.nudged -= int64(2 * nudgeAfter)
+	if n := l.wait(); n != 1 || nudges != 2 {
+		t.Fatalf("busy for another nudgeAfter: %d events and %d nudges, want 1 and 2", n, nudges)
+	}
+
+	// nothing pending: the loop parks until its sweep is due, and notes it
+	var buf [8]byte
+	if _, err := unix.Read(l.wake, buf[:]); err != nil {
+		t.Fatal(err)
+	}
+	l.nudged -= int64(2 * nudgeAfter)
+	before := int64(time.Since(l.base))
+	l.next = before + int64(5*time.Millisecond)
+	if n := l.wait(); n != 0 {
+		t.Fatalf("parked until the sweep: %d events, want 0", n)
+	}
+	if l.parked < before {
+		t.Fatalf("a park at %v was not noted (parked %v)", time.Duration(before), time.Duration(l.parked))
+	}
+	if nudges != 3 {
+		// the nudge before that park: the previous one was over nudgeAfter ago
+		t.Fatalf("%d nudges, want 3", nudges)
+	}
+}
