@@ -2,24 +2,17 @@ package daemon
 
 import (
 	"bufio"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/palisade-lb/palisade/internal/testutil"
 )
 
 func httpServer(t *testing.T, name string) string {
@@ -31,25 +24,6 @@ func httpServer(t *testing.T, name string) string {
 	return strings.TrimPrefix(s.URL, "http://")
 }
 
-func selfSigned(t *testing.T, dir, host string) (certFile, keyFile string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: host}, DNSNames: []string{host},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kb, _ := x509.MarshalECPrivateKey(key)
-	certFile, keyFile = filepath.Join(dir, host+".pem"), filepath.Join(dir, host+".key")
-	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
-	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
-	return certFile, keyFile
-}
-
 // TestHTTPFrontend runs an http-mode frontend through the daemon: routing
 // by host and path, forwarded headers, 503 without servers, TLS with h2,
 // and the http metrics.
@@ -57,7 +31,7 @@ func TestHTTPFrontend(t *testing.T) {
 	app, api := httpServer(t, "app"), httpServer(t, "api")
 	plain, secure := freeAddr(t), freeAddr(t)
 	dir := t.TempDir()
-	cert, key := selfSigned(t, dir, "www.example.test")
+	cert, key := testutil.WriteSelfSigned(t, dir, "www", "www.example.test")
 	path := tempConfig(t)
 	writeConfig(t, path, fmt.Sprintf(`
 global: {log: {level: warn}}
@@ -81,7 +55,12 @@ backends:
   - {name: dead, health: {type: tcp, interval: 100ms, timeout: 80ms, rise: 1, fall: 1}, servers: [{name: d1, address: "127.0.0.1:1"}]}
 `, plain, secure, cert, key, app, api))
 	r := startDaemon(t, path)
-	waitFor(t, "servers up", 5*time.Second, func() bool { v, _ := r.d.Backend("app"); return v.ActiveServers == 1 })
+	// a server takes no traffic until its first check: wait for both routed-to backends
+	waitFor(t, "servers up", 5*time.Second, func() bool {
+		a, _ := r.d.Backend("app")
+		p, _ := r.d.Backend("api")
+		return a.ActiveServers == 1 && p.ActiveServers == 1
+	})
 
 	get := func(c *http.Client, url, host string) (int, string) {
 		t.Helper()
