@@ -89,6 +89,17 @@ func TestHTTPOnEngineDrain(t *testing.T) {
 // servers) on a loopback port, as the daemon does.
 func startHTTPProxy(t *testing.T, fc FrontendConfig, cfg l7.Config, servers ...*state.Server) (*Frontend, *Listeners, string) {
 	t.Helper()
+	fe, ls, addr := startHTTPFrontend(t, fc, cfg, servers...)
+	if !fe.engineServed() {
+		t.Fatal("a plain http frontend is not served by the event loops")
+	}
+	return fe, ls, addr
+}
+
+// startHTTPFrontend serves an http frontend (plain or TLS) over servers on
+// a fresh loopback port.
+func startHTTPFrontend(t *testing.T, fc FrontendConfig, cfg l7.Config, servers ...*state.Server) (*Frontend, *Listeners, string) {
+	t.Helper()
 	b, err := NewBackend(BackendConfig{Name: "be", Balance: "roundrobin"}, servers, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -104,9 +115,6 @@ func startHTTPProxy(t *testing.T, fc FrontendConfig, cfg l7.Config, servers ...*
 	}
 	log := slog.New(slog.DiscardHandler)
 	fe := NewFrontend(fc, b, h, NewStatsStore().Get(fc.Name), nil, log)
-	if !fe.engineServed() {
-		t.Fatal("a plain http frontend is not served by the event loops")
-	}
 	ls := NewListeners(log)
 	p := &testProxy{ls: ls, fe: fe}
 	t.Cleanup(p.stop)

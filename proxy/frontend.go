@@ -27,9 +27,10 @@ type FrontendConfig struct {
 }
 
 // ConnHandler serves one accepted connection whose client is already known
-// (after any PROXY header). The http data path implements it.
+// (after any PROXY header), giving count the bytes read from and written to
+// the client as it goes. The http data path implements it.
 type ConnHandler interface {
-	ServeConn(ctx context.Context, c net.Conn, client netip.AddrPort)
+	ServeConnCounted(ctx context.Context, c net.Conn, client netip.AddrPort, count func(in, out uint64))
 }
 
 // EngineHandler is an http handler that can serve connections on the event
@@ -141,7 +142,7 @@ func (f *Frontend) ServeTCP(c *net.TCPConn) {
 		return
 	}
 	defer f.part(lc)
-	f.l7.ServeConn(f.ctx, c, client)
+	f.l7.ServeConnCounted(f.ctx, c, client, f.stats.AddBytes)
 }
 
 func (f *Frontend) reject(c *net.TCPConn, r Reject) {

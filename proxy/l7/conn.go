@@ -67,6 +67,8 @@ type conn struct {
 	dnext       *conn
 	inDrain     bool
 	ec          atomic.Pointer[econn] // served on an event loop (engine.go), not handed off
+	cc          countConn             // nc on the goroutine path: the client connection, counted
+	count       func(in, out uint64)  // the frontend's byte counters; may be nil
 
 	// per request
 	failStatus int // last retryable failure of this request
@@ -81,8 +83,8 @@ type conn struct {
 }
 
 func (c *conn) init(ctx context.Context, h *Handler, nc net.Conn, client netip.AddrPort, isTLS bool) {
-	c.h, c.ctx, c.nc, c.client, c.isTLS = h, ctx, nc, client, isTLS
-	c.tcp, _ = nc.(*net.TCPConn)
+	c.h, c.ctx, c.client, c.isTLS = h, ctx, client, isTLS
+	c.setClient(nc)
 	c.rawc = nil
 	if c.rawWriteFn == nil {
 		c.rawWriteFn = c.rawWrite
@@ -92,6 +94,17 @@ func (c *conn) init(ctx context.Context, h *Handler, nc net.Conn, client netip.A
 	c.lastEnd = time.Time{}
 	c.state.Store(stBusy)
 	c.draining.Store(false)
+}
+
+// setClient makes nc (nil on the event loop) the client connection, counted
+// through c.cc.
+func (c *conn) setClient(nc net.Conn) {
+	c.tcp, _ = nc.(*net.TCPConn)
+	c.cc.Conn, c.nc = nc, nil
+	c.cc.take()
+	if nc != nil {
+		c.nc = &c.cc
+	}
 }
 
 // writeProxyHeader sends the PROXY header for this client on a fresh server connection.
@@ -112,7 +125,8 @@ func (c *conn) writeProxyHeader(u *upConn, version int) error {
 }
 
 func (c *conn) release() {
-	c.h, c.ctx, c.nc, c.tcp, c.rawc = nil, nil, nil, nil, nil
+	c.h, c.ctx, c.nc, c.tcp, c.rawc, c.count = nil, nil, nil, nil, nil, nil
+	c.cc.Conn = nil
 	c.tried.reset()
 	if cap(c.rbuf) > 64<<10 {
 		c.rbuf = make([]byte, 16<<10)
@@ -145,6 +159,7 @@ func (c *conn) onDrain() {
 }
 
 func (c *conn) serve() {
+	defer c.flushBytes()
 	for {
 		if !c.readHead() {
 			return
@@ -152,6 +167,7 @@ func (c *conn) serve() {
 		if !c.handle() {
 			return
 		}
+		c.flushBytes()
 		c.served++
 		if c.draining.Load() {
 			return
@@ -189,6 +205,7 @@ func (c *conn) writeClient(b []byte) error {
 		}
 		c.wpend, c.werr = b, nil
 		err := c.rawc.Write(c.rawWriteFn)
+		c.cc.out.Add(uint64(len(b) - len(c.wpend))) // written past c.cc
 		b, c.wpend = c.wpend, nil
 		if err == nil {
 			err = c.werr
@@ -787,6 +804,7 @@ func (c *conn) copyN(dst net.Conn, dtcp *net.TCPConn, src net.Conn, stcp *net.TC
 			c.lr = io.LimitedReader{R: stcp, N: want}
 			k, err := dtcp.ReadFrom(&c.lr)
 			done += k
+			c.countSpliced(dtcp, stcp, k)
 			if err != nil {
 				// splice reports both sides' errors alike: a broken pipe or an
 				// expired write deadline is the writer's, anything else the reader's.

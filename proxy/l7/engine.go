@@ -105,7 +105,7 @@ type EngineOptions struct {
 	// with ProxyHeader.
 	Admit func(client netip.AddrPort, ok bool) bool
 	// CountBytes, if set, is given the bytes read from and written to the
-	// client, after each exchange and at close (not after a handoff).
+	// client, after each exchange and at close (also after a handoff).
 	CountBytes func(in, out uint64)
 }
 
@@ -1297,8 +1297,10 @@ func (e *econn) handoff() {
 		e.done()
 		return
 	}
-	c.nc = nc
-	c.tcp, _ = nc.(*net.TCPConn)
+	c.setClient(nc)
+	if e.opts != nil {
+		c.count = e.opts.CountBytes // counted from here on through c.cc
+	}
 	// the goroutine owns the buffers now: never back to the pools
 	e.rbp, e.ubp, e.obp, e.wbp = nil, nil, nil, nil
 	if c.ubuf == nil {

@@ -2,7 +2,6 @@ package l7
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -48,10 +47,13 @@ func (x *h2Handler) close() {
 	}
 }
 
-func (x *h2Handler) serve(ctx context.Context, tc *tls.Conn, client netip.AddrPort) {
+// serve runs HTTP/2 on tc; flush hands the bytes counted on it to the
+// frontend's counters, after each request and at the end.
+func (x *h2Handler) serve(ctx context.Context, tc net.Conn, client netip.AddrPort, flush func()) {
+	defer flush()
 	t := x.h.cfg.Timeouts
 	hs := &http.Server{
-		Handler:           &h2Request{x: x, client: client},
+		Handler:           &h2Request{x: x, client: client, flush: flush},
 		ReadHeaderTimeout: t.HTTPRequest,
 		IdleTimeout:       t.Idle,
 		MaxHeaderBytes:    x.h.cfg.MaxHeaderBytes,
@@ -75,11 +77,13 @@ func (x *h2Handler) serve(ctx context.Context, tc *tls.Conn, client netip.AddrPo
 type h2Request struct {
 	x      *h2Handler
 	client netip.AddrPort
+	flush  func()
 }
 
 var h2HopHeaders = []string{"Connection", "Keep-Alive", "Proxy-Connection", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
 
 func (hr *h2Request) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	defer hr.flush()
 	h := hr.x.h
 	start := time.Now()
 	// Route on a head view of the request.

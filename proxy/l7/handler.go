@@ -142,16 +142,24 @@ func (h *Handler) Close() {
 // reload and stop. Upgraded tunnels (WebSocket) are left running until either
 // side closes them. client is the real client address (after PROXY protocol).
 func (h *Handler) ServeConn(ctx context.Context, nc net.Conn, client netip.AddrPort) {
+	h.ServeConnCounted(ctx, nc, client, nil)
+}
+
+// ServeConnCounted is ServeConn that gives count (if not nil) the bytes read
+// from and written to the client, after each exchange and at close; over TLS
+// those of the HTTP exchange, not of the TLS records.
+func (h *Handler) ServeConnCounted(ctx context.Context, nc net.Conn, client netip.AddrPort, count func(in, out uint64)) {
 	defer nc.Close()
 	isTLS := false
 	if h.tlsConfig != nil {
-		if nc = h.handshake(ctx, nc, client); nc == nil {
+		if nc = h.handshake(ctx, nc, client, count); nc == nil {
 			return
 		}
 		isTLS = true
 	}
 	c := connPool.Get().(*conn)
 	c.init(ctx, h, nc, client, isTLS)
+	c.count = count
 	var ds *drainSet
 	if ctx.Done() != nil {
 		ds = h.drainSetFor(ctx)
@@ -169,7 +177,7 @@ func (h *Handler) ServeConn(ctx context.Context, nc net.Conn, client netip.AddrP
 // handshake, or served as HTTP/2).
 //
 //go:noinline
-func (h *Handler) handshake(ctx context.Context, nc net.Conn, client netip.AddrPort) net.Conn {
+func (h *Handler) handshake(ctx context.Context, nc net.Conn, client netip.AddrPort, count func(in, out uint64)) net.Conn {
 	tc := tls.Server(nc, h.tlsConfig)
 	hctx, cancel := context.WithTimeout(ctx, h.cfg.Timeouts.HTTPRequest)
 	err := tc.HandshakeContext(hctx)
@@ -179,7 +187,12 @@ func (h *Handler) handshake(ctx context.Context, nc net.Conn, client netip.AddrP
 		return nil
 	}
 	if tc.ConnectionState().NegotiatedProtocol == "h2" {
-		h.h2.serve(ctx, tc, client)
+		cc := &countConn{Conn: tc}
+		h.h2.serve(ctx, tlsCountConn{cc, tc}, client, func() {
+			if in, out := cc.take(); in|out != 0 && count != nil {
+				count(in, out)
+			}
+		})
 		return nil
 	}
 	return tc
