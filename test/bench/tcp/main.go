@@ -41,6 +41,7 @@ type options struct {
 	nbthread  int
 	profile   string
 	keep      bool
+	only      string // comma-separated scenario keys; empty: all
 }
 
 func defaultOptions() options {
@@ -68,6 +69,7 @@ func main() {
 	flag.StringVar(&o.profile, "profile", "", "after the runs, count syscalls (perf stat, or strace) and record profiles (perf record) of each proxy under load into this dir; "+
 		"for Go symbols use an unstripped palisade (go build -o /tmp/palisade ./cmd/palisade; make build strips)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work dir (configs, logs)")
+	flag.StringVar(&o.only, "only", "", "run only these scenarios, comma-separated: bulk, conn, keepalive (default: all)")
 	flag.Parse()
 	if o.quick {
 		o.runs, o.duration = 1, 2*time.Second

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -14,6 +15,8 @@ type sample struct {
 	p99    time.Duration // wrk's p99; bulk: p99 of whole 100 MiB GETs
 	cpu    float64       // proxy CPU: ms per GB (bulk) or µs per request; NaN for direct
 	csw    float64       // proxy context switches per request (per MB for bulk); NaN for direct
+	mcpu   float64       // whole machine's busy CPU (proxy, load, backends, kernel) per request or per GB
+	idle   float64       // the machine's idle share of its CPU time during the run
 	count  int64         // requests (or complete GETs)
 	errors int64
 }
@@ -41,12 +44,15 @@ func (b *bench) scenarios() []*scenario {
 	wrkRun := func(closeConn bool) func(context.Context, *target) (sample, error) {
 		return func(ctx context.Context, t *target) (sample, error) {
 			c0, x0 := b.cpu(t), b.csw(t)
+			m := startMachine()
 			r, err := runWrk(ctx, "http://"+t.addr+"/small", o.threads, o.conns, o.duration, closeConn)
 			c1, x1 := b.cpu(t), b.csw(t)
 			if err != nil {
 				return sample{}, err
 			}
 			s := sample{rate: r.rps, p99: r.p99, count: r.requests, errors: r.errors, cpu: math.NaN(), csw: math.NaN()}
+			s.mcpu, s.idle = m.end(float64(r.requests))
+			s.mcpu *= 1e6 // µs per request
 			if t.p != nil && r.requests > 0 {
 				s.cpu = float64((c1 - c0).Microseconds()) / float64(r.requests)
 				s.csw = float64(x1-x0) / float64(r.requests)
@@ -61,12 +67,15 @@ func (b *bench) scenarios() []*scenario {
 			targets: []*target{b.pal, b.hap, b.hapSp, b.direct},
 			run: func(ctx context.Context, t *target) (sample, error) {
 				c0, x0 := b.cpu(t), b.csw(t)
+				m := startMachine()
 				r, err := runBulk(ctx, t.addrs, "/big", o.bulkConns, o.duration)
 				c1, x1 := b.cpu(t), b.csw(t)
 				if err != nil {
 					return sample{}, err
 				}
 				s := sample{rate: r.mbps(), p99: r.p99, count: int64(r.gets), cpu: math.NaN(), csw: math.NaN()}
+				s.mcpu, s.idle = m.end(float64(r.bytes) / 1e9)
+				s.mcpu *= 1e3 // ms per GB
 				if t.p != nil && r.bytes > 0 {
 					s.cpu = float64((c1 - c0).Microseconds()) / 1e3 / (float64(r.bytes) / 1e9)
 					s.csw = float64(x1-x0) / (float64(r.bytes) / 1e6)
@@ -85,6 +94,39 @@ func (b *bench) scenarios() []*scenario {
 			targets: []*target{b.pal, b.hap, b.direct},
 		},
 	}
+}
+
+// machine measures the whole machine's CPU over a run.
+type machine struct{ busy, idle time.Duration }
+
+func startMachine() machine {
+	b, i := machineCPU()
+	return machine{b, i}
+}
+
+// end returns the busy CPU seconds per unit of work since start, and the
+// idle share of the machine's CPU time.
+func (m machine) end(units float64) (perUnit, idle float64) {
+	b, i := machineCPU()
+	db, di := (b - m.busy).Seconds(), (i - m.idle).Seconds()
+	if units <= 0 || db+di <= 0 {
+		return math.NaN(), math.NaN()
+	}
+	return db / units, di / (db + di)
+}
+
+// selected is the scenarios -only names (all without it).
+func (b *bench) selected() ([]*scenario, error) {
+	var scs []*scenario
+	for _, sc := range b.scenarios() {
+		if b.o.only == "" || slices.Contains(strings.Split(b.o.only, ","), sc.key) {
+			scs = append(scs, sc)
+		}
+	}
+	if len(scs) == 0 {
+		return nil, fmt.Errorf("-only %q names no scenario (bulk, conn, keepalive)", b.o.only)
+	}
+	return scs, nil
 }
 
 // cpu is the target proxy's CPU time so far (0 for direct).
@@ -121,12 +163,15 @@ func (b *bench) alive() error {
 func (b *bench) measure(ctx context.Context) (*results, error) {
 	res := &results{samples: map[string]map[string][]sample{}, idle: map[string]idleResult{},
 		idleFds: map[string]float64{}, idleCap: map[string]int{}}
+	var err error
+	if res.scenarios, err = b.selected(); err != nil {
+		return nil, err
+	}
 	if b.o.idle > 0 {
 		if err := b.measureIdle(ctx, res); err != nil {
 			return nil, err
 		}
 	}
-	res.scenarios = b.scenarios()
 	for round := 0; round < b.o.runs; round++ {
 		for _, sc := range res.scenarios {
 			if res.samples[sc.key] == nil {

@@ -253,6 +253,27 @@ func cpuTime(pid int) (time.Duration, error) {
 	return time.Duration(u+s) * time.Second / clockTick, nil
 }
 
+// machineCPU is the CPU time the whole machine has spent busy and idle
+// (idle + iowait) so far, summed over its CPUs, from /proc/stat.
+func machineCPU() (busy, idle time.Duration) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0
+	}
+	line, _, _ := bytes.Cut(b, []byte("\n"))
+	f := strings.Fields(string(line))
+	if len(f) < 9 || f[0] != "cpu" {
+		return 0, 0
+	}
+	// user nice system idle iowait irq softirq steal
+	var v [8]uint64
+	for i := range v {
+		v[i], _ = strconv.ParseUint(f[i+1], 10, 64)
+	}
+	tick := func(n uint64) time.Duration { return time.Duration(n) * time.Second / clockTick }
+	return tick(v[0] + v[1] + v[2] + v[5] + v[6] + v[7]), tick(v[3] + v[4])
+}
+
 // ctxSwitches sums voluntary and involuntary context switches over the
 // threads a process has now.
 func ctxSwitches(pid int) int64 {

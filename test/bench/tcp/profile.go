@@ -37,7 +37,11 @@ func (b *bench) profileAll(ctx context.Context, dir string) (*profileResult, err
 		}
 		pr.method = "strace -c -f"
 	}
-	for _, sc := range b.scenarios() {
+	scs, err := b.selected()
+	if err != nil {
+		return nil, err
+	}
+	for _, sc := range scs {
 		peers := []*target{b.pal, b.hap}
 		if sc.key == "bulk" {
 			peers = []*target{b.pal, b.hapSp}

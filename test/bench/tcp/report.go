@@ -19,11 +19,12 @@ func (b *bench) report(res *results) string {
 	fmt.Fprintf(&w, "%d CPUs (%s), Linux %s; %s; HAProxy %s (`nbthread %d`); nginx %s (`worker_processes 1`, "+
 		"two ports = the two servers); wrk %s. Everything on loopback, one machine, the proxies and load generators "+
 		"sharing the CPUs. Medians of %d alternating runs of %v (range in brackets). Proxy CPU is utime+stime of all "+
-		"its threads (`/proc/PID/stat`) during the run, divided by requests served (or GB moved).\n\n",
+		"its threads (`/proc/PID/stat`) during the run, divided by requests served (or GB moved); machine CPU is the "+
+		"same for the whole machine (proxy, wrk, nginx, kernel; `/proc/stat`), and machine idle its idle share.\n\n",
 		runtime.NumCPU(), b.info["cpu"], b.info["kernel"], b.info["palisade"], b.info["haproxy"], o.nbthread,
 		b.info["nginx"], b.info["wrk"], o.runs, o.duration)
 
-	fmt.Fprintf(&w, "| test | target | throughput | p99 latency | proxy CPU | proxy context switches | errors |\n|---|---|---:|---:|---:|---:|---:|\n")
+	fmt.Fprintf(&w, "| test | target | throughput | p99 latency | proxy CPU | proxy context switches | machine CPU | machine idle | errors |\n|---|---|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, sc := range res.scenarios {
 		for i, t := range sc.targets {
 			ss := res.samples[sc.key][t.key]
@@ -31,6 +32,8 @@ func (b *bench) report(res *results) string {
 			p99 := statOf(ss, func(s sample) float64 { return float64(s.p99) })
 			cpu := statOf(ss, func(s sample) float64 { return s.cpu })
 			csw := statOf(ss, func(s sample) float64 { return s.csw })
+			mcpu := statOf(ss, func(s sample) float64 { return s.mcpu })
+			idle := statOf(ss, func(s sample) float64 { return s.idle })
 			var errs int64
 			for _, s := range ss {
 				errs += s.errors
@@ -39,9 +42,10 @@ func (b *bench) report(res *results) string {
 			if i == 0 {
 				title = sc.title
 			}
-			fmt.Fprintf(&w, "| %s | %s | %s %s (%s–%s) | %s | %s | %s | %d |\n", title, t.label,
+			fmt.Fprintf(&w, "| %s | %s | %s %s (%s–%s) | %s | %s | %s | %s | %s | %d |\n", title, t.label,
 				fmtNum(rate.med), sc.unit, fmtNum(rate.lo), fmtNum(rate.hi),
-				fmtDur(time.Duration(p99.med)), fmtCPU(cpu.med, sc.cpuUnit), fmtCPU(csw.med, sc.cswUnit), errs)
+				fmtDur(time.Duration(p99.med)), fmtCPU(cpu.med, sc.cpuUnit), fmtCPU(csw.med, sc.cswUnit),
+				fmtCPU(mcpu.med, sc.cpuUnit), fmtPct(idle.med), errs)
 		}
 	}
 	if len(res.scenarios) > 0 {
@@ -172,4 +176,11 @@ func sortedKeys(m map[string]float64) []string {
 		return strings.Compare(a, b)
 	})
 	return ks
+}
+
+func fmtPct(v float64) string {
+	if math.IsNaN(v) {
+		return "–"
+	}
+	return fmt.Sprintf("%.0f %%", v*100)
 }
