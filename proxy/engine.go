@@ -43,10 +43,12 @@ const (
 	markWake       = math.MaxInt32 - 1     // epoll data of the wake eventfd
 	maxSeq         = math.MaxInt32 - 2
 	loopBufPoolCap = 1024
-	flowBudget     = 8 << 20 // bytes one direction reads per turn
-	acceptPause    = 100 * time.Millisecond
-	resourceRetry  = 50 * time.Millisecond
-	bytesFlush     = 1 << 20 // a session adds its bytes to the shared counters every MiB
+	// loopSessionPoolCap bounds each loop's closed sessions kept for reuse.
+	loopSessionPoolCap = 1024
+	flowBudget         = 8 << 20 // bytes one direction reads per turn
+	acceptPause        = 100 * time.Millisecond
+	resourceRetry      = 50 * time.Millisecond
+	bytesFlush         = 1 << 20 // a session adds its bytes to the shared counters every MiB
 )
 
 // pausedListener is a listener a loop stopped accepting on after accept
@@ -214,25 +216,30 @@ type loop struct {
 	closed  bool        // the wake eventfd is closed: posts are dropped
 	pending atomic.Bool // a wake is signalled and not consumed
 
-	events   []unix.EpollEvent
-	ends     []*end // by descriptor
-	seq      uint32
-	sessions []tracked // everything with a deadline: sessions, http connections
-	paused   []pausedListener
-	pauses   atomic.Int64 // accept pauses so far
-	warned   int64        // when a pause was last logged (at most once a second)
-	ready    []*esession  // sessions with work left over from their turn
-	spare    []*esession
-	bufs     [][]byte
-	now      int64     // nanoseconds since base, refreshed once per iteration
-	base     time.Time // monotonic origin of now
-	next     int64     // next timeout sweep (math.MaxInt64: none)
-	armed    int64     // the park deadline currently set
-	quit     bool
-	parked   int64  // when the loop last parked (as now)
-	nudged   int64  // when wait last started a goroutine to wake a P
-	nudge    func() // that goroutine (a field for tests)
-	sa       unix.RawSockaddrAny
+	events    []unix.EpollEvent
+	ends      []*end // by descriptor
+	seq       uint32
+	sessions  []tracked // everything with a deadline: sessions, http connections
+	paused    []pausedListener
+	pauses    atomic.Int64 // accept pauses so far
+	warned    int64        // when a pause was last logged (at most once a second)
+	ready     []*esession  // sessions with work left over from their turn
+	spare     []*esession
+	free      []*esession // closed sessions to reuse: a new connection allocates nothing
+	dead      []*esession // closed in this iteration; reused from the next one
+	waitN     int         // wait's result, set by waitFn
+	waitCalls int         // waitFn's calls in this wait: more than one means it parked
+	waitFn    func(fd uintptr) bool
+	bufs      [][]byte
+	now       int64     // nanoseconds since base, refreshed once per iteration
+	base      time.Time // monotonic origin of now
+	next      int64     // next timeout sweep (math.MaxInt64: none)
+	armed     int64     // the park deadline currently set
+	quit      bool
+	parked    int64  // when the loop last parked (as now)
+	nudged    int64  // when wait last started a goroutine to wake a P
+	nudge     func() // that goroutine (a field for tests)
+	sa        unix.RawSockaddrAny
 }
 
 func newLoop(log *slog.Logger) (*loop, error) {
@@ -264,9 +271,11 @@ func newLoop(log *slog.Logger) (*loop, error) {
 		_ = unix.Close(wake)
 		return nil, err
 	}
-	return &loop{log: log, epfd: epfd, wake: wake, file: f, rc: rc, lns: map[int]*listener{},
+	l := &loop{log: log, epfd: epfd, wake: wake, file: f, rc: rc, lns: map[int]*listener{},
 		events: make([]unix.EpollEvent, loopEvents), base: time.Now(), next: math.MaxInt64, armed: math.MaxInt64,
-		nudge: func() { go func() {}() }}, nil
+		nudge: func() { go func() {}() }}
+	l.waitFn = l.pollOnce
+	return l, nil
 }
 
 func (l *loop) closeFiles() {
@@ -345,10 +354,44 @@ func (l *loop) run() {
 		if l.now >= l.next {
 			l.sweep()
 		}
+		if len(l.dead) > 0 {
+			l.recycle()
+		}
 	}
 	for len(l.sessions) > 0 {
 		l.sessions[len(l.sessions)-1].close("shutdown")
 	}
+}
+
+// recycle makes the sessions closed in this iteration reusable. Events
+// still due to them were dropped by their ends' sequence numbers; one still
+// on the ready list waits for its turn to pass first.
+func (l *loop) recycle() {
+	keep := l.dead[:0]
+	for _, s := range l.dead {
+		switch {
+		case s.queued:
+			keep = append(keep, s)
+		case len(l.free) < loopSessionPoolCap:
+			l.free = append(l.free, s)
+		}
+	}
+	clear(l.dead[len(keep):])
+	l.dead = keep
+}
+
+// newSession is a zeroed session for a new connection, reused when it can be;
+// its gen is one more than its previous life's.
+func (l *loop) newSession() *esession {
+	n := len(l.free)
+	if n == 0 {
+		return &esession{}
+	}
+	s := l.free[n-1]
+	l.free[n-1] = nil
+	l.free = l.free[:n-1]
+	*s = esession{gen: s.gen + 1}
+	return s
 }
 
 // requeue gives s another turn after the next poll.
@@ -389,15 +432,10 @@ func (l *loop) wait() int {
 		}
 		_ = l.file.SetReadDeadline(t)
 	}
-	var n int
-	calls := 0
-	err := l.rc.Read(func(fd uintptr) bool {
-		calls++
-		var e unix.Errno
-		n, e = epollWait(int(fd), l.events)
-		return n > 0 || (e != 0 && e != unix.EINTR && e != unix.EAGAIN)
-	})
-	if calls > 1 || err != nil {
+	l.waitN, l.waitCalls = 0, 0
+	err := l.rc.Read(l.waitFn)
+	n := l.waitN
+	if l.waitCalls > 1 || err != nil {
 		l.parked = int64(time.Since(l.base))
 	}
 	if err != nil {
@@ -408,6 +446,15 @@ func (l *loop) wait() int {
 		return 0
 	}
 	return n
+}
+
+// pollOnce is wait's poll, one per readiness of the loop's descriptor; it
+// says whether the wait is over (events, or an error).
+func (l *loop) pollOnce(fd uintptr) bool {
+	l.waitCalls++
+	n, e := epollWait(int(fd), l.events)
+	l.waitN = n
+	return n > 0 || (e != 0 && e != unix.EINTR && e != unix.EAGAIN)
 }
 
 func epollWait(epfd int, events []unix.EpollEvent) (int, unix.Errno) {

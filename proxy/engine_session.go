@@ -69,8 +69,9 @@ type esession struct {
 	connectBy          int64
 	waitUntil          int64 // while waiting for resources: when to give up
 	track
-	done   int  // directions finished
-	queued bool // on the loop's ready list
+	done   int    // directions finished
+	queued bool   // on the loop's ready list
+	gen    uint32 // lives of this struct: the loop reuses closed sessions
 }
 
 // engineServed reports whether the event loops serve this frontend: tcp
@@ -87,8 +88,9 @@ func (f *Frontend) acceptEngine(l *loop, fd int, client netip.AddrPort) {
 		return
 	}
 	st := f.stats
-	s := &esession{l: l, f: f, b: f.backend, client: client, hash: balance.HashIP(client.Addr()),
-		track: track{idx: -1, deadline: math.MaxInt64}}
+	s := l.newSession()
+	s.l, s.f, s.b, s.client, s.hash = l, f, f.backend, client, balance.HashIP(client.Addr())
+	s.track = track{idx: -1, deadline: math.MaxInt64}
 	s.c = end{fd: fd, s: s, last: l.now}
 	s.s = end{fd: -1, s: s}
 	if f.cfg.AccessLog {
@@ -713,7 +715,12 @@ func (s *esession) timeout() {
 
 // abort closes the session from any goroutine (Drain).
 func (s *esession) abort(reason string) {
-	s.l.post(func() { s.close(reason) })
+	gen := s.gen
+	s.l.post(func() {
+		if s.gen == gen { // not closed and reused meanwhile
+			s.close(reason)
+		}
+	})
 }
 
 // close ends a session in any state but closed: both sockets close, buffers
@@ -754,4 +761,5 @@ func (s *esession) close(reason string) {
 			slog.Int64("bytes_out", s.toClient), slog.Duration("duration", time.Since(s.start)),
 			slog.String("termination", reason))
 	}
+	l.dead = append(l.dead, s)
 }
