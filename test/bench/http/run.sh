@@ -127,25 +127,28 @@ waitport() { for _ in $(seq 100); do curl -fs -o /dev/null "http://127.0.0.1:$1/
 waitport "$N1"; waitport "$N2"; waitport "$HP"; waitport "$PP"
 
 cputicks() { awk '{print $14+$15}' "/proc/$1/stat"; }
+# the whole machine's busy and idle (idle+iowait) ticks so far
+machticks() { awk '/^cpu /{print $2+$3+$4+$7+$8+$9, $5+$6}' /proc/stat; }
 TCK=$(getconf CLK_TCK)
 tous() { # wrk latency "1.23ms" -> microseconds
   awk -v v="$1" 'BEGIN{n=v+0; if (v ~ /us$/) print n; else if (v ~ /ms$/) print n*1000; else if (v ~ /s$/) print n*1000000; else print n}'
 }
 
-# run NAME PORT PID PATH EXTRA -> "rps p99us cpu_us_per_req"
+# run NAME PORT PID PATH EXTRA -> "rps p99us cpu_us_per_req machine_idle_pct"
 run() {
   local port=$2 pid=$3 path=$4; shift 4
-  local c0 c1 out
-  c0=$(cputicks "$pid")
+  local c0 c1 m0 m1 out
+  c0=$(cputicks "$pid"); m0=$(machticks)
   out=$(wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "$@" "http://127.0.0.1:$port$path")
-  c1=$(cputicks "$pid")
+  c1=$(cputicks "$pid"); m1=$(machticks)
   local rps reqs p99 errs
   rps=$(awk '/^Requests\/sec/{print $2}' <<<"$out")
   reqs=$(awk '/requests in/{print $1}' <<<"$out")
   p99=$(awk '$1=="99%"{print $2}' <<<"$out")
   errs=$(awk '/Non-2xx|Socket errors/{print}' <<<"$out")
   [ -n "$errs" ] && echo "  ($1: $errs)" >&2
-  echo "$rps $(tous "$p99") $(awk -v d=$((c1-c0)) -v n="$reqs" -v t="$TCK" 'BEGIN{printf "%.2f", d*1e6/t/n}')"
+  echo "$rps $(tous "$p99") $(awk -v d=$((c1-c0)) -v n="$reqs" -v t="$TCK" 'BEGIN{printf "%.2f", d*1e6/t/n}')" \
+    "$(awk -v a="$m0" -v b="$m1" 'BEGIN{split(a,x," "); split(b,y," "); bu=y[1]-x[1]; id=y[2]-x[2]; printf "%.1f", (bu+id>0)? id*100/(bu+id) : 0}')"
 }
 
 median() { sort -g | awk '{a[NR]=$1} END{print (NR%2)? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
@@ -170,14 +173,15 @@ for ((r=1; r<=ROUNDS; r++)); do
         res=$(run "$who/$name" "$port" "$pid" "$path")
       fi
       R[$who/$name]+="$res"$'\n'
-      echo "round $r $name $who: rps=$(cut -d' ' -f1 <<<"$res") p99_us=$(cut -d' ' -f2 <<<"$res") cpu_us/req=$(cut -d' ' -f3 <<<"$res")" >&2
+      echo "round $r $name $who: rps=$(cut -d' ' -f1 <<<"$res") p99_us=$(cut -d' ' -f2 <<<"$res") cpu_us/req=$(cut -d' ' -f3 <<<"$res") machine_idle=$(cut -d' ' -f4 <<<"$res")%" >&2
     done
   done
 done
 
 echo
-echo "Medians over $ROUNDS rounds (ratio = palisade/haproxy; 'paired' = median of per-round ratios, robust to load drift):"
-printf '%-12s %12s %12s %9s %10s %10s %9s %10s %10s %9s   %s\n' scenario pal_rps hap_rps rps_ratio pal_p99us hap_p99us p99_ratio pal_cpu_us hap_cpu_us cpu_ratio "paired rps/p99/cpu"
+echo "Medians over $ROUNDS rounds (ratio = palisade/haproxy; 'paired' = median of per-round ratios, robust to load drift;"
+echo "idle = the whole machine's idle share during the runs, from /proc/stat):"
+printf '%-12s %12s %12s %9s %10s %10s %9s %10s %10s %9s %8s %8s   %s\n' scenario pal_rps hap_rps rps_ratio pal_p99us hap_p99us p99_ratio pal_cpu_us hap_cpu_us cpu_ratio pal_idle hap_idle "paired rps/p99/cpu"
 for s in "${scen[@]}"; do
   IFS='|' read -r name _ _ <<<"$s"
   pr=$(printf '%s' "${R[pal/$name]}" | awk 'NF{print $1}' | median)
@@ -186,8 +190,10 @@ for s in "${scen[@]}"; do
   hp=$(printf '%s' "${R[hap/$name]}" | awk 'NF{print $2}' | median)
   pc=$(printf '%s' "${R[pal/$name]}" | awk 'NF{print $3}' | median)
   hc=$(printf '%s' "${R[hap/$name]}" | awk 'NF{print $3}' | median)
-  awk -v n="$name" -v pr="$pr" -v hr="$hr" -v pp="$pp" -v hp="$hp" -v pc="$pc" -v hc="$hc" 'BEGIN{
-    printf "%-12s %12.0f %12.0f %9.2f %10.0f %10.0f %9.2f %10.2f %10.2f %9.2f", n, pr, hr, pr/hr, pp, hp, pp/hp, pc, hc, pc/hc}'
+  pi=$(printf '%s' "${R[pal/$name]}" | awk 'NF{print $4}' | median)
+  hi=$(printf '%s' "${R[hap/$name]}" | awk 'NF{print $4}' | median)
+  awk -v n="$name" -v pr="$pr" -v hr="$hr" -v pp="$pp" -v hp="$hp" -v pc="$pc" -v hc="$hc" -v pi="$pi" -v hi="$hi" 'BEGIN{
+    printf "%-12s %12.0f %12.0f %9.2f %10.0f %10.0f %9.2f %10.2f %10.2f %9.2f %7.1f%% %7.1f%%", n, pr, hr, pr/hr, pp, hp, pp/hp, pc, hc, pc/hc, pi, hi}'
   paired=""
   for col in 1 2 3; do
     m=$(paste <(printf '%s' "${R[pal/$name]}" | awk -v c=$col 'NF{print $c}') \
