@@ -47,13 +47,11 @@ func (x *h2Handler) close() {
 	}
 }
 
-// serve runs HTTP/2 on tc; flush hands the bytes counted on it to the
-// frontend's counters, after each request and at the end.
-func (x *h2Handler) serve(ctx context.Context, tc net.Conn, client netip.AddrPort, flush func()) {
-	defer flush()
+// serve runs HTTP/2 on tc, a *tls.Conn or an h2CountConn over one.
+func (x *h2Handler) serve(ctx context.Context, tc net.Conn, client netip.AddrPort) {
 	t := x.h.cfg.Timeouts
 	hs := &http.Server{
-		Handler:           &h2Request{x: x, client: client, flush: flush},
+		Handler:           &h2Request{x: x, client: client},
 		ReadHeaderTimeout: t.HTTPRequest,
 		IdleTimeout:       t.Idle,
 		MaxHeaderBytes:    x.h.cfg.MaxHeaderBytes,
@@ -77,13 +75,11 @@ func (x *h2Handler) serve(ctx context.Context, tc net.Conn, client netip.AddrPor
 type h2Request struct {
 	x      *h2Handler
 	client netip.AddrPort
-	flush  func()
 }
 
 var h2HopHeaders = []string{"Connection", "Keep-Alive", "Proxy-Connection", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
 
 func (hr *h2Request) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	defer hr.flush()
 	h := hr.x.h
 	start := time.Now()
 	// Route on a head view of the request.

@@ -146,8 +146,9 @@ func (h *Handler) ServeConn(ctx context.Context, nc net.Conn, client netip.AddrP
 }
 
 // ServeConnCounted is ServeConn that gives count (if not nil) the bytes read
-// from and written to the client, after each exchange and at close; over TLS
-// those of the HTTP exchange, not of the TLS records.
+// from and written to the client, after each exchange and at close (HTTP/2:
+// as they are read and written); over TLS those of the HTTP exchange, not of
+// the TLS records.
 func (h *Handler) ServeConnCounted(ctx context.Context, nc net.Conn, client netip.AddrPort, count func(in, out uint64)) {
 	defer nc.Close()
 	isTLS := false
@@ -187,12 +188,11 @@ func (h *Handler) handshake(ctx context.Context, nc net.Conn, client netip.AddrP
 		return nil
 	}
 	if tc.ConnectionState().NegotiatedProtocol == "h2" {
-		cc := &countConn{Conn: tc}
-		h.h2.serve(ctx, tlsCountConn{cc, tc}, client, func() {
-			if in, out := cc.take(); in|out != 0 && count != nil {
-				count(in, out)
-			}
-		})
+		var c net.Conn = tc
+		if count != nil {
+			c = h2CountConn{tc, count}
+		}
+		h.h2.serve(ctx, c, client)
 		return nil
 	}
 	return tc

@@ -203,14 +203,7 @@ func (c *conn) tunnel(u *upConn) {
 			c.nc.Close()
 		}
 	}()
-	var err error
-	if c.tcp != nil { // splice from the raw connection, counted here
-		var n int64
-		n, err = io.Copy(u.nc, c.tcp)
-		c.cc.in.Add(uint64(n))
-	} else {
-		_, err = io.Copy(u.nc, c.nc)
-	}
+	_, err := io.Copy(u.nc, c.nc)
 	if cw, ok := u.nc.(closeWriter); ok && err == nil {
 		cw.CloseWrite()
 	} else {
