@@ -13,6 +13,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// rawTimeout bounds every blocking read of the raw sockets below, so a
+// proxy that stalls fails the test instead of hanging it.
+var rawTimeout = unix.Timeval{Sec: 10}
+
 // rawEchoLine is a backend of raw blocking system calls, which allocate
 // nothing: per connection it reads up to a newline, answers "pong\n" and
 // closes. It ends when the test does.
@@ -23,6 +27,10 @@ func rawEchoLine(t *testing.T) netip.AddrPort {
 		t.Fatal(err)
 	}
 	if err := unix.Bind(lfd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	// accepted sockets inherit the receive timeout
+	if err := unix.SetsockoptTimeval(lfd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &rawTimeout); err != nil {
 		t.Fatal(err)
 	}
 	if err := unix.Listen(lfd, 128); err != nil {
@@ -40,7 +48,7 @@ func rawEchoLine(t *testing.T) netip.AddrPort {
 		pong := []byte("pong\n")
 		for {
 			r, _, e := unix.Syscall6(unix.SYS_ACCEPT4, uintptr(lfd), 0, 0, unix.SOCK_CLOEXEC, 0, 0)
-			if e == unix.EINTR || e == unix.ECONNABORTED {
+			if e == unix.EINTR || e == unix.ECONNABORTED || e == unix.EAGAIN {
 				continue
 			}
 			if e != 0 {
@@ -49,6 +57,9 @@ func rawEchoLine(t *testing.T) netip.AddrPort {
 			fd := int(r)
 			for n := 0; n == 0 || buf[n-1] != '\n'; {
 				k, err := unix.Read(fd, buf[n:])
+				if err == unix.EINTR { // a timed socket read is not restarted
+					continue
+				}
 				if err != nil || k == 0 {
 					break
 				}
@@ -83,6 +94,9 @@ func TestEngineConnectionAllocatesNothing(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer unix.Close(fd)
+		if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &rawTimeout); err != nil {
+			t.Fatal(err)
+		}
 		if err := unix.Connect(fd, sa); err != nil {
 			t.Fatalf("connect: %v", err)
 		}
@@ -92,6 +106,9 @@ func TestEngineConnectionAllocatesNothing(t *testing.T) {
 		n := 0
 		for {
 			k, err := unix.Read(fd, buf[n:])
+			if err == unix.EINTR { // a timed socket read is not restarted
+				continue
+			}
 			if err != nil {
 				t.Fatalf("read: %v", err)
 			}
