@@ -58,11 +58,13 @@ func TestEnginePostKeepsOlderIdleConnections(t *testing.T) {
 	if id := do(c1, br1, "POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc"); id != "2" {
 		t.Fatalf("POST on server connection %s, want a new one (2)", id)
 	}
+	// The POST's connection goes back to the pool after its response has
+	// been sent: wait until both are idle, or /hold may take connection 1.
+	waitFor(t, "two idle server connections", func() bool { return p.idleConns(srv.addr()) == 2 })
 	// hold the newest idle connection (2) with one request, then ask again:
-	// the goroutine path takes connection 1, still young enough for a GET
+	// the GET takes connection 1, still young enough for it
 	c2, br2 := dialWithin(t, p.addr, 15*time.Second)
 	io.WriteString(c2, "GET /hold HTTP/1.1\r\nHost: a\r\n\r\n")
-	// (not s.act: the POST's Done may still be pending after its response)
 	select {
 	case <-held:
 	case <-time.After(5 * time.Second):

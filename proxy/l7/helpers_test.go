@@ -205,6 +205,21 @@ func (p *proxy) stop() {
 	}
 }
 
+// idleConns is how many idle server connections to addr the proxy's pool
+// holds (the test loop's pool on the event-loop path).
+func (p *proxy) idleConns(addr string) int {
+	if p.loop == nil {
+		p.h.pool.mu.Lock()
+		defer p.h.pool.mu.Unlock()
+		return len(p.h.pool.idle[addr])
+	}
+	n := make(chan int, 1)
+	if !p.loop.Post(func() { n <- len(p.h.epoolFor(p.loop).idle[addr]) }) {
+		return -1
+	}
+	return <-n
+}
+
 // rawServer is a TCP server that serves each connection with handle.
 type rawServer struct {
 	ln net.Listener
