@@ -989,6 +989,7 @@ func (e *econn) body() {
 		switch {
 		case en == unix.EAGAIN:
 			u.readable = false
+			rawsock.AckNow(u.fd)
 			continue
 		case en == unix.EINTR:
 			continue
@@ -1085,6 +1086,7 @@ func (e *econn) spliceBody() bool {
 		switch {
 		case en == unix.EAGAIN:
 			u.readable = false
+			rawsock.AckNow(u.fd)
 			continue
 		case en == unix.EINTR:
 			continue

@@ -89,6 +89,11 @@ func (c *conn) respond(be *backendRef, srv Server, u *upConn, sticky Server) (bo
 		return false, out
 	}
 	c.bytesOut = int64(len(w))
+	if !upgrade && (kind == http1.BodyLength && rem > 0 || kind == http1.BodyChunked && !c.chunk.Done() || kind == http1.BodyClose) {
+		// the rest of the body is still to come: what arrived so far is
+		// acknowledged now (rawsock.AckNow), not at the delayed-ACK timer
+		u.ackNow()
+	}
 	switch {
 	case upgrade:
 		c.tunnel(u)

@@ -5,6 +5,8 @@ import (
 	"net"
 	"sync"
 	"time"
+
+	"github.com/palisade-lb/palisade/proxy/internal/rawsock"
 )
 
 // upConn is one connection to a server.
@@ -24,6 +26,16 @@ func (u *upConn) armDeadline(now time.Time, d time.Duration) {
 	if t := now.Add(d); !deadlineFresh(u.dl, t, d) {
 		u.dl = t
 		u.nc.SetDeadline(t)
+	}
+}
+
+// ackNow acknowledges the bytes read so far at once (rawsock.AckNow).
+func (u *upConn) ackNow() {
+	if u.tcp == nil {
+		return
+	}
+	if rc, err := u.tcp.SyscallConn(); err == nil {
+		_ = rc.Control(func(fd uintptr) { rawsock.AckNow(int(fd)) })
 	}
 }
 
