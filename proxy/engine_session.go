@@ -572,7 +572,11 @@ func (s *esession) flow(src, dst *end) bool {
 			n, e := rawsock.Splice(src.fd, src.p.W, src.p.Size)
 			switch {
 			case e == unix.EAGAIN:
-				// drained: back to waiting with neither pipe nor buffer
+				// drained: back to waiting with neither pipe nor buffer. The
+				// bulk read so far is acknowledged now: a sender waiting for
+				// that ACK would wait for the delayed-ACK timer (40 ms).
+				// Short exchanges keep the delayed ACK, which rides on the reply.
+				rawsock.AckNow(src.fd)
 				src.readable, src.splice = false, false
 				pipes.Put(src.p, true)
 				src.p = nil
