@@ -66,7 +66,7 @@ http {
 NG
 mkdir -p "$W/nginx/tmp"
 nginx -p "$W/nginx" -c "$W/nginx/nginx.conf" &
-PIDS+=($!)
+NGPID=$!; PIDS+=($NGPID)
 
 cat > "$W/haproxy.cfg" <<HA
 global
@@ -126,7 +126,9 @@ PPID_=$!; PIDS+=($PPID_)
 waitport() { for _ in $(seq 100); do curl -fs -o /dev/null "http://127.0.0.1:$1/small" && return 0; sleep 0.1; done; echo "port $1 not up" >&2; cat "$W"/*.log "$W"/nginx/logs/error.log >&2; exit 1; }
 waitport "$N1"; waitport "$N2"; waitport "$HP"; waitport "$PP"
 
-cputicks() { awk '{print $14+$15}' "/proc/$1/stat"; }
+# utime+stime ticks of the given processes, summed
+cputicks() { local p t=0; for p in "$@"; do t=$((t + $(awk '{print $14+$15}' "/proc/$p/stat"))); done; echo "$t"; }
+NGW=$(pgrep -P "$NGPID" | tr '\n' ' ') # nginx's worker
 # the whole machine's busy and idle (idle+iowait) ticks so far
 machticks() { awk '/^cpu /{print $2+$3+$4+$7+$8+$9, $5+$6}' /proc/stat; }
 TCK=$(getconf CLK_TCK)
@@ -134,13 +136,17 @@ tous() { # wrk latency "1.23ms" -> microseconds
   awk -v v="$1" 'BEGIN{n=v+0; if (v ~ /us$/) print n; else if (v ~ /ms$/) print n*1000; else if (v ~ /s$/) print n*1000000; else print n}'
 }
 
-# run NAME PORT PID PATH EXTRA -> "rps p99us cpu_us_per_req machine_idle_pct"
+# run NAME PORT PID PATH EXTRA ->
+#   "rps p99us cpu_us_per_req machine_idle_pct nginx_us_per_req wrk_us_per_req"
+# (wrk's CPU is this shell's waited-for children's, /proc/$BASHPID/stat fields 16+17)
 run() {
   local port=$2 pid=$3 path=$4; shift 4
-  local c0 c1 m0 m1 out
-  c0=$(cputicks "$pid"); m0=$(machticks)
+  local c0 c1 m0 m1 n0 n1 k0 k1 out me=$BASHPID
+  c0=$(cputicks "$pid"); m0=$(machticks); n0=$(cputicks $NGW)
+  k0=$(awk '{print $16+$17}' "/proc/$me/stat")
   out=$(wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "$@" "http://127.0.0.1:$port$path")
-  c1=$(cputicks "$pid"); m1=$(machticks)
+  k1=$(awk '{print $16+$17}' "/proc/$me/stat")
+  c1=$(cputicks "$pid"); m1=$(machticks); n1=$(cputicks $NGW)
   local rps reqs p99 errs
   rps=$(awk '/^Requests\/sec/{print $2}' <<<"$out")
   reqs=$(awk '/requests in/{print $1}' <<<"$out")
@@ -148,7 +154,8 @@ run() {
   errs=$(awk '/Non-2xx|Socket errors/{print}' <<<"$out")
   [ -n "$errs" ] && echo "  ($1: $errs)" >&2
   echo "$rps $(tous "$p99") $(awk -v d=$((c1-c0)) -v n="$reqs" -v t="$TCK" 'BEGIN{printf "%.2f", d*1e6/t/n}')" \
-    "$(awk -v a="$m0" -v b="$m1" 'BEGIN{split(a,x," "); split(b,y," "); bu=y[1]-x[1]; id=y[2]-x[2]; printf "%.1f", (bu+id>0)? id*100/(bu+id) : 0}')"
+    "$(awk -v a="$m0" -v b="$m1" 'BEGIN{split(a,x," "); split(b,y," "); bu=y[1]-x[1]; id=y[2]-x[2]; printf "%.1f", (bu+id>0)? id*100/(bu+id) : 0}')" \
+    "$(awk -v n="$reqs" -v t="$TCK" -v a=$((n1-n0)) -v b=$((k1-k0)) 'BEGIN{printf "%.2f %.2f", a*1e6/t/n, b*1e6/t/n}')"
 }
 
 median() { sort -g | awk '{a[NR]=$1} END{print (NR%2)? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
@@ -173,15 +180,15 @@ for ((r=1; r<=ROUNDS; r++)); do
         res=$(run "$who/$name" "$port" "$pid" "$path")
       fi
       R[$who/$name]+="$res"$'\n'
-      echo "round $r $name $who: rps=$(cut -d' ' -f1 <<<"$res") p99_us=$(cut -d' ' -f2 <<<"$res") cpu_us/req=$(cut -d' ' -f3 <<<"$res") machine_idle=$(cut -d' ' -f4 <<<"$res")%" >&2
+      echo "round $r $name $who: rps=$(cut -d' ' -f1 <<<"$res") p99_us=$(cut -d' ' -f2 <<<"$res") cpu_us/req=$(cut -d' ' -f3 <<<"$res") machine_idle=$(cut -d' ' -f4 <<<"$res")% nginx_us/req=$(cut -d' ' -f5 <<<"$res") wrk_us/req=$(cut -d' ' -f6 <<<"$res")" >&2
     done
   done
 done
 
 echo
 echo "Medians over $ROUNDS rounds (ratio = palisade/haproxy; 'paired' = median of per-round ratios, robust to load drift;"
-echo "idle = the whole machine's idle share during the runs, from /proc/stat):"
-printf '%-12s %12s %12s %9s %10s %10s %9s %10s %10s %9s %8s %8s   %s\n' scenario pal_rps hap_rps rps_ratio pal_p99us hap_p99us p99_ratio pal_cpu_us hap_cpu_us cpu_ratio pal_idle hap_idle "paired rps/p99/cpu"
+echo "idle = the whole machine's idle share during the runs, from /proc/stat; nginx and wrk = their CPU per request behind each proxy):"
+printf '%-12s %12s %12s %9s %10s %10s %9s %10s %10s %9s %8s %8s %9s %9s %9s %9s   %s\n' scenario pal_rps hap_rps rps_ratio pal_p99us hap_p99us p99_ratio pal_cpu_us hap_cpu_us cpu_ratio pal_idle hap_idle pal_nginx hap_nginx pal_wrk hap_wrk "paired rps/p99/cpu"
 for s in "${scen[@]}"; do
   IFS='|' read -r name _ _ <<<"$s"
   pr=$(printf '%s' "${R[pal/$name]}" | awk 'NF{print $1}' | median)
@@ -192,8 +199,12 @@ for s in "${scen[@]}"; do
   hc=$(printf '%s' "${R[hap/$name]}" | awk 'NF{print $3}' | median)
   pi=$(printf '%s' "${R[pal/$name]}" | awk 'NF{print $4}' | median)
   hi=$(printf '%s' "${R[hap/$name]}" | awk 'NF{print $4}' | median)
-  awk -v n="$name" -v pr="$pr" -v hr="$hr" -v pp="$pp" -v hp="$hp" -v pc="$pc" -v hc="$hc" -v pi="$pi" -v hi="$hi" 'BEGIN{
-    printf "%-12s %12.0f %12.0f %9.2f %10.0f %10.0f %9.2f %10.2f %10.2f %9.2f %7.1f%% %7.1f%%", n, pr, hr, pr/hr, pp, hp, pp/hp, pc, hc, pc/hc, pi, hi}'
+  pn=$(printf '%s' "${R[pal/$name]}" | awk 'NF{print $5}' | median)
+  hn=$(printf '%s' "${R[hap/$name]}" | awk 'NF{print $5}' | median)
+  pw=$(printf '%s' "${R[pal/$name]}" | awk 'NF{print $6}' | median)
+  hw=$(printf '%s' "${R[hap/$name]}" | awk 'NF{print $6}' | median)
+  awk -v n="$name" -v pr="$pr" -v hr="$hr" -v pp="$pp" -v hp="$hp" -v pc="$pc" -v hc="$hc" -v pi="$pi" -v hi="$hi" -v pn="$pn" -v hn="$hn" -v pw="$pw" -v hw="$hw" 'BEGIN{
+    printf "%-12s %12.0f %12.0f %9.2f %10.0f %10.0f %9.2f %10.2f %10.2f %9.2f %7.1f%% %7.1f%% %9.2f %9.2f %9.2f %9.2f", n, pr, hr, pr/hr, pp, hp, pp/hp, pc, hc, pc/hc, pi, hi, pn, hn, pw, hw}'
   paired=""
   for col in 1 2 3; do
     m=$(paste <(printf '%s' "${R[pal/$name]}" | awk -v c=$col 'NF{print $c}') \
