@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/palisade-lb/palisade/internal/testutil"
 )
 
 // TestEngineAcksDrainedBulk: once a direction moves bulk (splice mode) and
@@ -18,20 +18,13 @@ import (
 // would otherwise stall for it at the end of every burst.
 //
 // The server sends a bulk reply, measures how long the proxy takes to
-// acknowledge all of it (TCP_INFO's unacked count), then sends a short
-// tail. The median over several exchanges is compared with the timer: a
+// acknowledge all of it (testutil.AckWait), then sends a short tail. The median over several exchanges is compared with the timer: a
 // mechanism test, not a speed target (held back, every wait is >= 40 ms).
 func TestEngineAcksDrainedBulk(t *testing.T) {
 	t.Parallel()
 	const bulk, tail, rounds = 40 << 10, 16, 7 // bulk: over the 16 KiB read buffer, so splice mode
 	waits := make(chan time.Duration, rounds+1)
 	srv := startServer(t, func(c *net.TCPConn) {
-		rc, err := c.SyscallConn()
-		if err != nil {
-			return
-		}
-		var fd int
-		_ = rc.Control(func(f uintptr) { fd = int(f) })
 		br := bufio.NewReader(c)
 		big, end := make([]byte, bulk), make([]byte, tail)
 		for {
@@ -41,15 +34,7 @@ func TestEngineAcksDrainedBulk(t *testing.T) {
 			if _, err := c.Write(big); err != nil {
 				return
 			}
-			start := time.Now()
-			for {
-				ti, err := unix.GetsockoptTCPInfo(fd, unix.IPPROTO_TCP, unix.TCP_INFO)
-				if err != nil || ti.Unacked == 0 || time.Since(start) > 5*time.Second {
-					break
-				}
-				time.Sleep(200 * time.Microsecond) // polling the kernel's count, bounded above
-			}
-			waits <- time.Since(start)
+			waits <- testutil.AckWait(c, 5*time.Second)
 			if _, err := c.Write(end); err != nil {
 				return
 			}

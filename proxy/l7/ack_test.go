@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/palisade-lb/palisade/internal/testutil"
 )
 
 // A server that has sent part of a response body and waits for its data to
@@ -21,8 +21,8 @@ import (
 // on. Seen as a bimodal p99 with nginx behind the proxy (test/bench/http).
 //
 // The server writes the head and a first part of the body, then measures
-// how long the proxy takes to acknowledge it (TCP_INFO's unacked count),
-// then writes the rest. The median over several exchanges is compared with
+// how long the proxy takes to acknowledge it (testutil.AckWait), then
+// writes the rest. The median over several exchanges is compared with
 // the delayed-ACK timer: it is a mechanism test, not a speed target (with
 // the ACK held back every sample is >= 40 ms; sent at once, well under 1).
 func TestServerDataAckedMidBody(t *testing.T) {
@@ -37,7 +37,6 @@ func TestServerDataAckedMidBody(t *testing.T) {
 			const first, rounds = 16 << 10, 7
 			waits := make(chan time.Duration, rounds+1)
 			srv := startRaw(t, func(c net.Conn) {
-				fd := sysFD(t, c.(*net.TCPConn))
 				br := bufio.NewReader(c)
 				for {
 					req, err := http.ReadRequest(br)
@@ -46,15 +45,7 @@ func TestServerDataAckedMidBody(t *testing.T) {
 					}
 					io.Copy(io.Discard, req.Body)
 					fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", tc.body, strings.Repeat("a", first))
-					start := time.Now()
-					for {
-						ti, err := unix.GetsockoptTCPInfo(fd, unix.IPPROTO_TCP, unix.TCP_INFO)
-						if err != nil || ti.Unacked == 0 || time.Since(start) > 5*time.Second {
-							break
-						}
-						time.Sleep(200 * time.Microsecond) // polling the kernel's count, bounded above
-					}
-					waits <- time.Since(start)
+					waits <- testutil.AckWait(c.(*net.TCPConn), 5*time.Second)
 					c.Write([]byte(strings.Repeat("b", tc.body-first)))
 				}
 			})
@@ -79,15 +70,4 @@ func TestServerDataAckedMidBody(t *testing.T) {
 			}
 		})
 	}
-}
-
-// sysFD is c's descriptor, for socket options (c keeps it).
-func sysFD(t testing.TB, c *net.TCPConn) int {
-	rc, err := c.SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var fd int
-	rc.Control(func(f uintptr) { fd = int(f) })
-	return fd
 }

@@ -89,16 +89,12 @@ func (c *conn) respond(be *backendRef, srv Server, u *upConn, sticky Server) (bo
 		return false, out
 	}
 	c.bytesOut = int64(len(w))
-	if !upgrade && (kind == http1.BodyLength && rem > 0 || kind == http1.BodyChunked && !c.chunk.Done() || kind == http1.BodyClose) {
-		// the rest of the body is still to come: what arrived so far is
-		// acknowledged now (rawsock.AckNow), not at the delayed-ACK timer
-		u.ackNow()
-	}
 	switch {
 	case upgrade:
 		c.tunnel(u)
 		return false, out
 	case kind == http1.BodyLength && rem > 0:
+		u.ackNow()
 		n, rerr, werr := c.copyN(c.nc, c.tcp, u.nc, u.tcp, rem, h.cfg.Timeouts.Server, h.cfg.Timeouts.Client, u)
 		out += n
 		c.bytesOut += n
@@ -110,6 +106,7 @@ func (c *conn) respond(be *backendRef, srv Server, u *upConn, sticky Server) (bo
 			return false, out
 		}
 	case kind == http1.BodyChunked && !c.chunk.Done():
+		u.ackNow()
 		for !c.chunk.Done() {
 			n, err := u.nc.Read(c.ubuf)
 			if n > 0 {
@@ -149,6 +146,7 @@ func (c *conn) respond(be *backendRef, srv Server, u *upConn, sticky Server) (bo
 			}
 		}
 	case kind == http1.BodyClose:
+		u.ackNow()
 		for {
 			n, err := u.nc.Read(c.ubuf)
 			if n > 0 {

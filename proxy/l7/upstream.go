@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/palisade-lb/palisade/proxy/internal/rawsock"
@@ -12,7 +13,8 @@ import (
 // upConn is one connection to a server.
 type upConn struct {
 	nc        net.Conn
-	tcp       *net.TCPConn // nil when not TCP
+	tcp       *net.TCPConn    // nil when not TCP
+	rc        syscall.RawConn // tcp's, for socket options; nil when not TCP
 	addr      string
 	idleSince int64     // monotonic ns (handler clock) when put back
 	reused    bool      // taken from the idle pool
@@ -29,13 +31,12 @@ func (u *upConn) armDeadline(now time.Time, d time.Duration) {
 	}
 }
 
-// ackNow acknowledges the bytes read so far at once (rawsock.AckNow).
+// ackNow acknowledges the bytes read so far at once (rawsock.AckNow): a
+// response body has more to come, and nothing goes back to the server before
+// it ends for the ACK to ride on.
 func (u *upConn) ackNow() {
-	if u.tcp == nil {
-		return
-	}
-	if rc, err := u.tcp.SyscallConn(); err == nil {
-		_ = rc.Control(func(fd uintptr) { rawsock.AckNow(int(fd)) })
+	if u.rc != nil {
+		_ = u.rc.Control(func(fd uintptr) { rawsock.AckNow(int(fd)) })
 	}
 }
 
@@ -169,7 +170,9 @@ func (p *pool) dial(ctx context.Context, addr string) (*upConn, error) {
 		return nil, err
 	}
 	u := &upConn{nc: nc, addr: addr}
-	u.tcp, _ = nc.(*net.TCPConn)
+	if u.tcp, _ = nc.(*net.TCPConn); u.tcp != nil {
+		u.rc, _ = u.tcp.SyscallConn()
+	}
 	return u, nil
 }
 

@@ -159,6 +159,8 @@ run() {
 }
 
 median() { sort -g | awk '{a[NR]=$1} END{print (NR%2)? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+# col WHO N: the median of field N of WHO's runs of the scenario $name
+col() { printf '%s' "${R[$1/$name]}" | awk -v c="$2" 'NF{print $c}' | median; }
 
 declare -A R
 scen=()
@@ -180,7 +182,8 @@ for ((r=1; r<=ROUNDS; r++)); do
         res=$(run "$who/$name" "$port" "$pid" "$path")
       fi
       R[$who/$name]+="$res"$'\n'
-      echo "round $r $name $who: rps=$(cut -d' ' -f1 <<<"$res") p99_us=$(cut -d' ' -f2 <<<"$res") cpu_us/req=$(cut -d' ' -f3 <<<"$res") machine_idle=$(cut -d' ' -f4 <<<"$res")% nginx_us/req=$(cut -d' ' -f5 <<<"$res") wrk_us/req=$(cut -d' ' -f6 <<<"$res")" >&2
+      read -r rps p99 cpu idle ngx wrkc <<<"$res"
+      echo "round $r $name $who: rps=$rps p99_us=$p99 cpu_us/req=$cpu machine_idle=$idle% nginx_us/req=$ngx wrk_us/req=$wrkc" >&2
     done
   done
 done
@@ -191,18 +194,8 @@ echo "idle = the whole machine's idle share during the runs, from /proc/stat; ng
 printf '%-12s %12s %12s %9s %10s %10s %9s %10s %10s %9s %8s %8s %9s %9s %9s %9s   %s\n' scenario pal_rps hap_rps rps_ratio pal_p99us hap_p99us p99_ratio pal_cpu_us hap_cpu_us cpu_ratio pal_idle hap_idle pal_nginx hap_nginx pal_wrk hap_wrk "paired rps/p99/cpu"
 for s in "${scen[@]}"; do
   IFS='|' read -r name _ _ <<<"$s"
-  pr=$(printf '%s' "${R[pal/$name]}" | awk 'NF{print $1}' | median)
-  hr=$(printf '%s' "${R[hap/$name]}" | awk 'NF{print $1}' | median)
-  pp=$(printf '%s' "${R[pal/$name]}" | awk 'NF{print $2}' | median)
-  hp=$(printf '%s' "${R[hap/$name]}" | awk 'NF{print $2}' | median)
-  pc=$(printf '%s' "${R[pal/$name]}" | awk 'NF{print $3}' | median)
-  hc=$(printf '%s' "${R[hap/$name]}" | awk 'NF{print $3}' | median)
-  pi=$(printf '%s' "${R[pal/$name]}" | awk 'NF{print $4}' | median)
-  hi=$(printf '%s' "${R[hap/$name]}" | awk 'NF{print $4}' | median)
-  pn=$(printf '%s' "${R[pal/$name]}" | awk 'NF{print $5}' | median)
-  hn=$(printf '%s' "${R[hap/$name]}" | awk 'NF{print $5}' | median)
-  pw=$(printf '%s' "${R[pal/$name]}" | awk 'NF{print $6}' | median)
-  hw=$(printf '%s' "${R[hap/$name]}" | awk 'NF{print $6}' | median)
+  pr=$(col pal 1); hr=$(col hap 1); pp=$(col pal 2); hp=$(col hap 2); pc=$(col pal 3); hc=$(col hap 3)
+  pi=$(col pal 4); hi=$(col hap 4); pn=$(col pal 5); hn=$(col hap 5); pw=$(col pal 6); hw=$(col hap 6)
   awk -v n="$name" -v pr="$pr" -v hr="$hr" -v pp="$pp" -v hp="$hp" -v pc="$pc" -v hc="$hc" -v pi="$pi" -v hi="$hi" -v pn="$pn" -v hn="$hn" -v pw="$pw" -v hw="$hw" 'BEGIN{
     printf "%-12s %12.0f %12.0f %9.2f %10.0f %10.0f %9.2f %10.2f %10.2f %9.2f %7.1f%% %7.1f%% %9.2f %9.2f %9.2f %9.2f", n, pr, hr, pr/hr, pp, hp, pp/hp, pc, hc, pc/hc, pi, hi, pn, hn, pw, hw}'
   paired=""

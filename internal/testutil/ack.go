@@ -1,0 +1,32 @@
+package testutil
+
+import (
+	"net"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// AckWait is how long the peer of c takes to acknowledge everything c has
+// sent (TCP_INFO's unacked count reaching 0), polled every 200 µs and given
+// up after limit. Tests compare it with Linux's 40 ms delayed-ACK timer to
+// see whether a receiver acknowledged at once.
+func AckWait(c *net.TCPConn, limit time.Duration) time.Duration {
+	start := time.Now()
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return limit
+	}
+	for time.Since(start) < limit {
+		var ti *unix.TCPInfo
+		_ = rc.Control(func(fd uintptr) { ti, err = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO) })
+		if err != nil {
+			return limit
+		}
+		if ti.Unacked == 0 {
+			break
+		}
+		time.Sleep(200 * time.Microsecond) // polling the kernel's count, bounded by limit
+	}
+	return time.Since(start)
+}
