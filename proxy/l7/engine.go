@@ -702,6 +702,7 @@ func (e *econn) send() {
 	}
 	e.st = esWait
 	c.un = 0
+	u.drained = false
 	e.lastUp = e.lp.Now()
 	e.setDeadline(e.lastUp + int64(c.h.cfg.Timeouts.Server))
 	if u.readable {
@@ -743,6 +744,7 @@ func (e *econn) wait() {
 		case !u.readable:
 			return
 		}
+		space := len(c.ubuf) - c.un
 		n, en := rawsock.Read(u.fd, c.ubuf[c.un:])
 		switch {
 		case en == unix.EAGAIN:
@@ -761,6 +763,11 @@ func (e *econn) wait() {
 		c.un += n
 		e.got = true
 		e.lastUp = e.lp.Now()
+		if n < space && !u.hup {
+			// a short read took all there was: the next bytes bring a new
+			// edge (body and spliceBody acknowledge these if they wait)
+			u.readable, u.drained = false, true
+		}
 	}
 }
 
@@ -978,6 +985,7 @@ func (e *econn) body() {
 		}
 		u := e.u
 		if !u.readable {
+			u.ackDrained()
 			e.setDeadline(e.lastUp + int64(h.cfg.Timeouts.Server))
 			return
 		}
@@ -1079,6 +1087,7 @@ func (e *econn) spliceBody() bool {
 			return true
 		}
 		if !u.readable {
+			u.ackDrained()
 			e.setDeadline(e.lastUp + int64(h.cfg.Timeouts.Server))
 			return false
 		}
@@ -1328,6 +1337,8 @@ type eup struct {
 	pool               *epool
 	owner              *econn
 	readable, writable bool
+	hup                bool // the server shut down or failed: read to the end
+	drained            bool // a short read emptied the socket, not yet acknowledged
 	reused             bool
 	idleSince          int64
 }
@@ -1339,6 +1350,9 @@ func (u *eup) Ready(ev uint32) {
 	}
 	if ev&(unix.EPOLLOUT|unix.EPOLLERR|unix.EPOLLHUP) != 0 {
 		u.writable = true
+	}
+	if ev&(unix.EPOLLRDHUP|unix.EPOLLERR|unix.EPOLLHUP) != 0 {
+		u.hup = true
 	}
 	e := u.owner
 	if e == nil {
@@ -1366,6 +1380,17 @@ func (u *eup) Ready(ev uint32) {
 		if u.readable && len(e.out) == 0 && e.inPipe == 0 {
 			e.body()
 		}
+	}
+}
+
+// ackDrained acknowledges at once what the short read of a response head
+// took, as the EAGAIN of a body read does: a server that holds the rest of
+// a response until its data is acknowledged (nginx's tcp_nopush) would
+// otherwise wait for the delayed-ACK timer.
+func (u *eup) ackDrained() {
+	if u.drained {
+		u.drained = false
+		rawsock.AckNow(u.fd)
 	}
 }
 
