@@ -3,6 +3,7 @@ package l7
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"net"
@@ -921,7 +922,14 @@ func (e *econn) bodyDone() bool {
 
 // flushOut sends out, then out2, to the client. It reports whether all is
 // sent; false: it waits for the client (under timeouts.client), or a write
-// failed and the connection has ended (the exchange recorded first).
+// failed and the connection has ended (the exchange recorded first). With
+// body bytes in the pipe it sends with MSG_MORE: the splice that follows
+// fills the last segment, and the head leaves with the body's start in
+// full-sized segments (as a server that sends with TCP_CORK does). Sent in a
+// short segment of its own, the head is the only segment of the response
+// that carries a new timestamp echo, and a Linux client then takes no
+// receive-RTT sample from it: its receive window never grows past the
+// initial ~94 KiB, and a larger response waits for a window update.
 func (e *econn) flushOut() bool {
 	for len(e.out) > 0 {
 		if !e.cWrite {
@@ -930,8 +938,9 @@ func (e *econn) flushOut() bool {
 		}
 		var n int
 		var en unix.Errno
-		if len(e.out2) > 0 {
-			n, en = rawsock.Writev2(e.fd, e.out, e.out2)
+		if more := e.inPipe > 0; more || len(e.out2) > 0 {
+			// body bytes waiting in the pipe go next (spliceBody)
+			n, en = rawsock.Send(e.fd, e.out, e.out2, more)
 		} else {
 			n, en = rawsock.Write(e.fd, e.out)
 		}
@@ -962,6 +971,20 @@ func (e *econn) body() {
 	c := &e.conn
 	h := c.h
 	for {
+		if len(e.out) > 0 && e.p == nil && e.kind == http1.BodyLength && e.rem >= spliceMin && !e.noPipe && e.u.readable {
+			// take what the server has sent of the body before the head
+			// goes: flushOut then sends the head with MSG_MORE
+			if !e.takePipe() {
+				continue
+			}
+			if n, en := e.pipeIn(); en != 0 && en != unix.EAGAIN && en != unix.EINTR || en == 0 && n == 0 {
+				// nothing has reached the client yet: it gets a 502
+				pipes.Put(e.p, true)
+				e.p = nil
+				e.badResponse(fmt.Errorf("body truncated: %w", truncation(en)))
+				return
+			}
+		}
 		if !e.flushOut() {
 			return
 		}
@@ -970,13 +993,8 @@ func (e *econn) body() {
 			return
 		}
 		if e.kind == http1.BodyLength && (e.p != nil || e.rem >= spliceMin && !e.noPipe) {
-			if e.p == nil {
-				p, err := pipes.Get()
-				if err != nil {
-					e.noPipe = true // copied through the buffer instead
-					continue
-				}
-				e.p = p
+			if e.p == nil && !e.takePipe() {
+				continue
 			}
 			if e.spliceBody() {
 				e.finish()
@@ -1091,29 +1109,63 @@ func (e *econn) spliceBody() bool {
 			e.setDeadline(e.lastUp + int64(h.cfg.Timeouts.Server))
 			return false
 		}
-		n, en := rawsock.Splice(u.fd, e.p.W, int(min(int64(e.p.Size), e.rem)))
+		n, en := e.pipeIn()
 		switch {
-		case en == unix.EAGAIN:
-			u.readable = false
-			rawsock.AckNow(u.fd)
-			continue
-		case en == unix.EINTR:
+		case en == unix.EAGAIN, en == unix.EINTR:
 			continue
 		case en != 0 || n == 0:
-			var err error = io.ErrUnexpectedEOF
-			if en != 0 {
-				err = en
-			}
-			e.logServer("response body truncated", e.be, e.srv, err)
-			e.endExchange()
-			e.closeAll(false)
+			e.bodyTruncated(en)
 			return false
 		}
+	}
+}
+
+// takePipe gets e.p for a body to splice; false: no pipe to be had, and
+// the body is copied through the buffer instead.
+func (e *econn) takePipe() bool {
+	p, err := pipes.Get()
+	if err != nil {
+		e.noPipe = true
+		return false
+	}
+	e.p = p
+	return true
+}
+
+// pipeIn splices what the server has sent of the body, up to the pipe's
+// size, into the empty pipe. On EAGAIN the server socket is drained and
+// acknowledged at once (see rawsock.AckNow).
+func (e *econn) pipeIn() (int, unix.Errno) {
+	u := e.u
+	n, en := rawsock.Splice(u.fd, e.p.W, int(min(int64(e.p.Size), e.rem)))
+	switch {
+	case en == unix.EAGAIN:
+		u.readable = false
+		rawsock.AckNow(u.fd)
+	case en == 0 && n > 0:
 		e.rem -= int64(n)
 		e.inPipe += n
 		e.respIn += int64(n)
 		e.lastUp = e.lp.Now()
 	}
+	return n, en
+}
+
+// truncation is the error of a body read that failed (en) or met the
+// server's EOF (en 0) early.
+func truncation(en unix.Errno) error {
+	if en != 0 {
+		return en
+	}
+	return io.ErrUnexpectedEOF
+}
+
+// bodyTruncated ends both connections after the server failed (en) or
+// closed (en 0) before the end of a Content-Length body.
+func (e *econn) bodyTruncated(en unix.Errno) {
+	e.logServer("response body truncated", e.be, e.srv, truncation(en))
+	e.endExchange()
+	e.closeAll(false)
 }
 
 // finish ends an exchange whose response has been passed on: the server

@@ -173,12 +173,25 @@ func htons(v uint16) uint16 {
 	return out
 }
 
-// Writev2 writes a then b with one writev(2) (a Go program gets EPIPE, not
-// SIGPIPE, on a socket); both must be non-empty.
-func Writev2(fd int, a, b []byte) (int, unix.Errno) {
-	iov := [2]unix.Iovec{{Base: &a[0]}, {Base: &b[0]}}
+// Send writes a, then b if it is not empty, with one sendmsg(2) (a Go
+// program gets EPIPE, not SIGPIPE, on a socket); a must not be empty. With
+// more (MSG_MORE) the kernel holds back a last partial segment until the
+// next write, which must follow at once: it then leaves with those bytes,
+// not as a small segment of its own.
+func Send(fd int, a, b []byte, more bool) (int, unix.Errno) {
+	iov := [2]unix.Iovec{{Base: &a[0]}, {}}
 	iov[0].SetLen(len(a))
-	iov[1].SetLen(len(b))
-	r, _, e := unix.RawSyscall(unix.SYS_WRITEV, uintptr(fd), uintptr(unsafe.Pointer(&iov[0])), 2)
+	m := unix.Msghdr{Iov: &iov[0]}
+	m.SetIovlen(1)
+	if len(b) > 0 {
+		iov[1].Base = &b[0]
+		iov[1].SetLen(len(b))
+		m.SetIovlen(2)
+	}
+	var flags uintptr
+	if more {
+		flags = unix.MSG_MORE
+	}
+	r, _, e := unix.RawSyscall(unix.SYS_SENDMSG, uintptr(fd), uintptr(unsafe.Pointer(&m)), flags)
 	return int(r), e
 }

@@ -191,7 +191,7 @@ func TestRawConnectLoopback(t *testing.T) {
 	})
 }
 
-func TestWritev2(t *testing.T) {
+func TestSend(t *testing.T) {
 	t.Parallel()
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -199,12 +199,22 @@ func TestWritev2(t *testing.T) {
 	}
 	defer unix.Close(fds[0])
 	defer unix.Close(fds[1])
-	if n, e := Writev2(fds[0], []byte("head "), []byte("and body")); e != 0 || n != 13 {
-		t.Fatalf("Writev2 = %d, %v; want 13, 0", n, e)
+	if n, e := Send(fds[0], []byte("head "), []byte("and body"), true); e != 0 || n != 13 {
+		t.Fatalf("Send = %d, %v; want 13, 0", n, e)
+	}
+	if n, e := Send(fds[0], []byte("; tail"), nil, false); e != 0 || n != 6 {
+		t.Fatalf("Send = %d, %v; want 6, 0", n, e)
 	}
 	buf := make([]byte, 64)
-	n, err := unix.Read(fds[1], buf)
-	if err != nil || string(buf[:n]) != "head and body" {
-		t.Fatalf("read %q, %v; want the two pieces in order", buf[:n], err)
+	got := ""
+	for len(got) < 19 {
+		n, err := unix.Read(fds[1], buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got += string(buf[:n])
+	}
+	if got != "head and body; tail" {
+		t.Fatalf("read %q; want the pieces in order", got)
 	}
 }

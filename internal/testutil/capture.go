@@ -1,0 +1,110 @@
+package testutil
+
+import (
+	"encoding/binary"
+	"errors"
+	"net"
+	"os"
+	"testing"
+	"time"
+
+	"golang.org/x/net/bpf"
+	"golang.org/x/sys/unix"
+)
+
+// Capture reads, from a packet socket on the loopback interface, the IPv4
+// TCP segments of one direction of one connection (as they are received on
+// lo, each once).
+type Capture struct {
+	fd int
+}
+
+// CaptureTCP starts capturing the segments from port src to port dst on lo.
+// It needs root (CAP_NET_RAW): without it the test is skipped. The socket is
+// closed when the test ends.
+func CaptureTCP(t testing.TB, src, dst uint16) *Capture {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: captures loopback segments with a packet socket")
+	}
+	lo, err := net.InterfaceByName("lo")
+	if err != nil {
+		t.Fatalf("loopback interface: %v", err)
+	}
+	proto := htons(unix.ETH_P_IP)
+	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, int(proto))
+	if err != nil {
+		t.Fatalf("packet socket: %v", err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	// offsets are from the IP header (SOCK_DGRAM), which on lo has no
+	// options; 128 bytes of each segment are enough for its headers
+	prog, err := bpf.Assemble([]bpf.Instruction{
+		bpf.LoadAbsolute{Off: 9, Size: 1},
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.IPPROTO_TCP, SkipFalse: 5},
+		bpf.LoadAbsolute{Off: 20, Size: 2},
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: uint32(src), SkipFalse: 3},
+		bpf.LoadAbsolute{Off: 22, Size: 2},
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: uint32(dst), SkipFalse: 1},
+		bpf.RetConstant{Val: 128},
+		bpf.RetConstant{Val: 0},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	filter := make([]unix.SockFilter, len(prog))
+	for i, in := range prog {
+		filter[i] = unix.SockFilter{Code: in.Op, Jt: in.Jt, Jf: in.Jf, K: in.K}
+	}
+	if err := unix.SetsockoptSockFprog(fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER,
+		&unix.SockFprog{Len: uint16(len(filter)), Filter: &filter[0]}); err != nil {
+		t.Fatalf("attaching the filter: %v", err)
+	}
+	if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: proto, Ifindex: lo.Index}); err != nil {
+		t.Fatalf("binding to lo: %v", err)
+	}
+	return &Capture{fd: fd}
+}
+
+// NextPayload is the payload size of the next captured segment that
+// carries data (ACKs without data are skipped), waiting until deadline.
+func (c *Capture) NextPayload(deadline time.Time) (int, error) {
+	buf := make([]byte, 128)
+	for {
+		left := time.Until(deadline)
+		if left <= 0 {
+			return 0, errors.New("no data segment captured in time")
+		}
+		tv := unix.NsecToTimeval(left.Nanoseconds())
+		if err := unix.SetsockoptTimeval(c.fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+			return 0, err
+		}
+		n, from, err := unix.Recvfrom(c.fd, buf, 0)
+		if err == unix.EAGAIN || err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return 0, err
+		}
+		// lo shows a segment twice: sent (outgoing) and received (host)
+		if ll, ok := from.(*unix.SockaddrLinklayer); ok && ll.Pkttype == unix.PACKET_OUTGOING {
+			continue
+		}
+		if n < 20 {
+			continue
+		}
+		ihl := int(buf[0]&0x0f) * 4
+		if n < ihl+13 {
+			continue
+		}
+		total := int(binary.BigEndian.Uint16(buf[2:4]))
+		doff := int(buf[ihl+12]>>4) * 4
+		if p := total - ihl - doff; p > 0 {
+			return p, nil
+		}
+	}
+}
+
+// htons is v in network byte order, as the kernel takes a packet socket's
+// protocol.
+func htons(v uint16) uint16 { return binary.NativeEndian.Uint16([]byte{byte(v >> 8), byte(v)}) }

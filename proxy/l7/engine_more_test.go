@@ -1,0 +1,113 @@
+package l7
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/palisade-lb/palisade/internal/testutil"
+)
+
+// A large Content-Length response leaves in full-sized segments: the head
+// goes out with MSG_MORE and the start of the spliced body fills its
+// segment. Sent on its own (the head and the part of the body read with it,
+// under 33 KiB), it would be the one segment of the response with a new
+// timestamp echo, too short for the client's receive-RTT sample, and a
+// Linux client's receive window would never grow.
+func TestEngineHeadLeavesWithBody(t *testing.T) {
+	const bodyLen = 200 << 10
+	body := bytes.Repeat([]byte("x"), bodyLen)
+	srv := startRaw(t, func(c net.Conn) {
+		// a send buffer that takes the whole response at once: the proxy
+		// finds the head and more than its buffer's worth of body waiting
+		if tc, ok := c.(*net.TCPConn); ok {
+			tc.SetWriteBuffer(4 << 20)
+		}
+		br := bufio.NewReader(c)
+		for {
+			if _, err := http.ReadRequest(br); err != nil {
+				return
+			}
+			c.Write(append([]byte(fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n", bodyLen)), body...))
+		}
+	})
+	p, _ := proxyTo(t, Config{}, srv)
+	if p.loop == nil {
+		t.Skip("event-loop path only (L7_GOROUTINE is set)")
+	}
+	d := net.Dialer{Timeout: 10 * time.Second, Control: func(_, _ string, rc syscall.RawConn) error {
+		// a window that does not cap the proxy's segments below 64 KiB
+		return rc.Control(func(fd uintptr) { unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, 1<<20) })
+	}}
+	c, err := d.Dial("tcp", p.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	proxyPort := netip.MustParseAddrPort(p.addr).Port()
+	cap := testutil.CaptureTCP(t, proxyPort, uint16(c.LocalAddr().(*net.TCPAddr).Port))
+	br := bufio.NewReader(c)
+	io.WriteString(c, "GET /big HTTP/1.1\r\nHost: a\r\n\r\n")
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, _ := io.Copy(io.Discard, resp.Body)
+	if n != bodyLen {
+		t.Fatalf("got %d body bytes, want %d", n, bodyLen)
+	}
+	first, err := cap.NextPayload(time.Now().Add(5 * time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first <= 40<<10 {
+		t.Fatalf("the response's first segment carried %d bytes: the head left without the spliced body (want more than 40 KiB)", first)
+	}
+	t.Logf("first segment: %d bytes", first)
+}
+
+// A server that closes right after the part of a large body the proxy read
+// with the head: nothing has reached the client yet, so it gets a 502, not
+// a head and a cut body.
+func TestEngineBodyEndsBeforeHeadSent(t *testing.T) {
+	var h *[]byte
+	ubufLen := len(ubufs.take(&h))
+	ubufs.drop(&h)
+	srv := startRaw(t, func(c net.Conn) {
+		tc := c.(*net.TCPConn)
+		tc.SetWriteBuffer(4 << 20)
+		if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
+			return
+		}
+		// corked: the FIN rides on the one segment that holds the head and
+		// just enough body to fill the proxy's buffer
+		rc, _ := tc.SyscallConn()
+		rc.Control(func(fd uintptr) { unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_CORK, 1) })
+		head := []byte(fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n", 4*spliceMin))
+		c.Write(append(head, bytes.Repeat([]byte("x"), ubufLen-len(head))...))
+		c.Close()
+	})
+	p, _ := proxyTo(t, Config{}, srv)
+	if p.loop == nil {
+		t.Skip("event-loop path only (L7_GOROUTINE is set)")
+	}
+	c, br := dialWithin(t, p.addr, 10*time.Second)
+	io.WriteString(c, "GET /cut HTTP/1.1\r\nHost: a\r\n\r\n")
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	if resp.StatusCode != 502 {
+		t.Fatalf("status %d, want 502 (the server's body ended before anything was sent)", resp.StatusCode)
+	}
+}
