@@ -494,7 +494,7 @@ func (s *esession) flow(src, dst *end) bool {
 	l := s.l
 	budget := flowBudget
 	for {
-		if src.inPipe > 0 {
+		if src.inPipe > 0 && src.off == src.n { // the pipe's bytes follow the buffer's
 			if !dst.writable {
 				return true
 			}
@@ -519,7 +519,26 @@ func (s *esession) flow(src, dst *end) bool {
 			if !dst.writable {
 				return true
 			}
-			n, e := rawsock.Write(dst.fd, src.buf[src.off:src.n])
+			if src.splice && src.inPipe == 0 && src.readable && !src.eof && (src.p != nil || s.takePipe(src)) {
+				// A full read starts bulk: take what follows into the pipe
+				// before the buffer goes, and send the buffer with MSG_MORE.
+				// The start of a large reply then leaves in full-sized
+				// segments, not as a short one of its own (see
+				// l7's econn.flushOut: a Linux client's receive window
+				// would not grow).
+				n, e := s.pipeIn(src)
+				if e != 0 && e != unix.EAGAIN && e != unix.EINTR {
+					return s.fail(src, e)
+				}
+				budget -= n
+			}
+			var n int
+			var e unix.Errno
+			if src.inPipe > 0 {
+				n, e = rawsock.Send(dst.fd, src.buf[src.off:src.n], nil, true)
+			} else {
+				n, e = rawsock.Write(dst.fd, src.buf[src.off:src.n])
+			}
 			if e == unix.EAGAIN {
 				dst.writable = false
 				return true
@@ -537,6 +556,9 @@ func (s *esession) flow(src, dst *end) bool {
 		if src.buf != nil {
 			l.putBuf(src.buf)
 			src.buf, src.off, src.n = nil, 0, 0
+		}
+		if src.inPipe > 0 {
+			continue // the pipe filled before the buffer went
 		}
 		if src.eof {
 			if !src.finished {
@@ -561,38 +583,18 @@ func (s *esession) flow(src, dst *end) bool {
 			return true
 		}
 		if src.splice {
-			if src.p == nil {
-				p, err := pipes.Get()
-				if err != nil {
-					src.splice = false // no pipe (fd limit): stay on the buffered path
-					continue
-				}
-				src.p = p
+			if src.p == nil && !s.takePipe(src) {
+				continue
 			}
-			n, e := rawsock.Splice(src.fd, src.p.W, src.p.Size)
+			n, e := s.pipeIn(src)
 			switch {
 			case e == unix.EAGAIN:
-				// drained: back to waiting with neither pipe nor buffer. The
-				// bulk read so far is acknowledged now: a sender waiting for
-				// that ACK would wait for the delayed-ACK timer (40 ms).
-				// Short exchanges keep the delayed ACK, which rides on the reply.
-				rawsock.AckNow(src.fd)
-				src.readable, src.splice = false, false
-				pipes.Put(src.p, true)
-				src.p = nil
 				return true
 			case e == unix.EINTR:
 				continue
 			case e != 0:
 				return s.fail(src, e)
-			case n == 0:
-				src.eof = true
-				pipes.Put(src.p, true)
-				src.p = nil
-				continue
 			}
-			src.inPipe = n
-			src.last = l.now
 			budget -= n
 			continue
 		}
@@ -625,6 +627,43 @@ func (s *esession) flow(src, dst *end) bool {
 			src.readable = false
 		}
 	}
+}
+
+// takePipe gets src a pipe to splice through; false: none to be had (fd
+// limit), and src stays on the buffered path.
+func (s *esession) takePipe(src *end) bool {
+	p, err := pipes.Get()
+	if err != nil {
+		src.splice = false
+		return false
+	}
+	src.p = p
+	return true
+}
+
+// pipeIn splices what src has into its empty pipe. Drained (EAGAIN), src
+// goes back to waiting with neither pipe nor buffer, and the bulk read so
+// far is acknowledged now: a sender waiting for that ACK would wait for the
+// delayed-ACK timer (40 ms). Short exchanges keep the delayed ACK, which
+// rides on the reply. At EOF (0 bytes) the pipe goes back too.
+func (s *esession) pipeIn(src *end) (int, unix.Errno) {
+	n, e := rawsock.Splice(src.fd, src.p.W, src.p.Size)
+	switch {
+	case e == unix.EAGAIN:
+		rawsock.AckNow(src.fd)
+		src.readable, src.splice = false, false
+		pipes.Put(src.p, true)
+		src.p = nil
+	case e != 0:
+	case n == 0:
+		src.eof = true
+		pipes.Put(src.p, true)
+		src.p = nil
+	default:
+		src.inPipe = n
+		src.last = s.l.now
+	}
+	return n, e
 }
 
 func (s *esession) moved(src *end, n int) {

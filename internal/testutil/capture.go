@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"os"
+	"syscall"
 	"testing"
 	"time"
 
@@ -108,3 +109,24 @@ func (c *Capture) NextPayload(deadline time.Time) (int, error) {
 // htons is v in network byte order, as the kernel takes a packet socket's
 // protocol.
 func htons(v uint16) uint16 { return binary.NativeEndian.Uint16([]byte{byte(v >> 8), byte(v)}) }
+
+// DialWideWindow dials addr over TCP with a 1 MiB receive buffer, set before
+// the handshake: its window does not cap the peer's segments below 64 KiB
+// (Linux bounds a sender's segments to half the largest window seen). The
+// connection is closed when the test ends.
+func DialWideWindow(t testing.TB, addr string) *net.TCPConn {
+	t.Helper()
+	d := net.Dialer{Timeout: 10 * time.Second, Control: func(_, _ string, rc syscall.RawConn) error {
+		var err error
+		if cerr := rc.Control(func(fd uintptr) { err = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, 1<<20) }); cerr != nil {
+			return cerr
+		}
+		return err
+	}}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c.(*net.TCPConn)
+}

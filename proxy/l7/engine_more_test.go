@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"syscall"
 	"testing"
 	"time"
 
@@ -44,15 +43,7 @@ func TestEngineHeadLeavesWithBody(t *testing.T) {
 	if p.loop == nil {
 		t.Skip("event-loop path only (L7_GOROUTINE is set)")
 	}
-	d := net.Dialer{Timeout: 10 * time.Second, Control: func(_, _ string, rc syscall.RawConn) error {
-		// a window that does not cap the proxy's segments below 64 KiB
-		return rc.Control(func(fd uintptr) { unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, 1<<20) })
-	}}
-	c, err := d.Dial("tcp", p.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := testutil.DialWideWindow(t, p.addr)
 	proxyPort := netip.MustParseAddrPort(p.addr).Port()
 	cap := testutil.CaptureTCP(t, proxyPort, uint16(c.LocalAddr().(*net.TCPAddr).Port))
 	br := bufio.NewReader(c)
