@@ -173,8 +173,8 @@ func htons(v uint16) uint16 {
 	return out
 }
 
-// Send writes a, then b if it is not empty, with one sendmsg(2) (a Go
-// program gets EPIPE, not SIGPIPE, on a socket); a must not be empty. With
+// Send writes a, then b if it is not empty, with one sendmsg(2) (EPIPE, no
+// SIGPIPE, as Write); a must not be empty. With
 // more (MSG_MORE) the kernel holds back a last partial segment until the
 // next write, which must follow at once: it then leaves with those bytes,
 // not as a small segment of its own.
@@ -188,9 +188,9 @@ func Send(fd int, a, b []byte, more bool) (int, unix.Errno) {
 		iov[1].SetLen(len(b))
 		m.SetIovlen(2)
 	}
-	var flags uintptr
+	flags := uintptr(unix.MSG_NOSIGNAL)
 	if more {
-		flags = unix.MSG_MORE
+		flags |= unix.MSG_MORE
 	}
 	r, _, e := unix.RawSyscall(unix.SYS_SENDMSG, uintptr(fd), uintptr(unsafe.Pointer(&m)), flags)
 	return int(r), e
