@@ -174,10 +174,9 @@ func htons(v uint16) uint16 {
 }
 
 // Send writes a, then b if it is not empty, with one sendmsg(2) (EPIPE, no
-// SIGPIPE, as Write); a must not be empty. With
-// more (MSG_MORE) the kernel holds back a last partial segment until the
-// next write, which must follow at once: it then leaves with those bytes,
-// not as a small segment of its own.
+// SIGPIPE, as Write); a must not be empty. With more (MSG_MORE) the kernel
+// holds back a last partial segment until the next write, which must follow
+// at once: it then leaves with those bytes, not as a small segment of its own.
 func Send(fd int, a, b []byte, more bool) (int, unix.Errno) {
 	iov := [2]unix.Iovec{{Base: &a[0]}, {}}
 	iov[0].SetLen(len(a))
