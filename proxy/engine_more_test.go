@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,20 +22,33 @@ import (
 func TestEngineBulkStartLeavesFull(t *testing.T) {
 	t.Parallel()
 	const reply = 200 << 10
+	var pp atomic.Pointer[testProxy]
 	srv := startServer(t, func(c *net.TCPConn) {
-		c.SetWriteBuffer(4 << 20) // the proxy finds the whole reply waiting
+		c.SetWriteBuffer(4 << 20) // takes the whole reply at once
 		br := bufio.NewReader(c)
 		big := make([]byte, reply)
 		for {
 			if _, err := br.ReadString('\n'); err != nil {
 				return
 			}
+			// the proxy reads only once the reply is there (as much of it
+			// as its receive window takes)
+			release, ok := pp.Load().hold(t)
+			if !ok {
+				return
+			}
+			before := testutil.Acked(c)
 			if _, err := c.Write(big); err != nil {
 				return
 			}
+			// 64 KiB in the proxy's receive queue: 16 KiB for its
+			// buffer, and more for the pipe
+			testutil.AckedWait(c, before, 64<<10, 5*time.Second)
+			release()
 		}
 	})
 	p := startProxy(t, FrontendConfig{}, BackendConfig{}, newServer("s1", srv.addr))
+	pp.Store(p)
 	c := testutil.DialWideWindow(t, p.addr)
 	c.SetDeadline(time.Now().Add(10 * time.Second))
 	cap := testutil.CaptureTCP(t, netip.MustParseAddrPort(p.addr).Port(), uint16(c.LocalAddr().(*net.TCPAddr).Port))

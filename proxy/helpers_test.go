@@ -265,3 +265,28 @@ func newFDs(before, after map[int]string) []string {
 	sort.Strings(out)
 	return out
 }
+
+// hold stops every event loop of the proxy (each runs a function that waits)
+// until release is called, also at the end of the test: what arrives on its
+// sockets meanwhile is all there when a loop next reads. ok is false if a
+// loop has ended. Safe to call from any goroutine.
+func (p *testProxy) hold(t testing.TB) (release func(), ok bool) {
+	e := p.ls.engine
+	e.mu.Lock()
+	loops := e.loops
+	e.mu.Unlock()
+	done := make(chan struct{})
+	var once sync.Once
+	release = func() { once.Do(func() { close(done) }) }
+	t.Cleanup(release)
+	started := make(chan struct{}, len(loops))
+	for _, l := range loops {
+		if !l.post(func() { started <- struct{}{}; <-done }) {
+			return release, false
+		}
+	}
+	for range loops {
+		<-started
+	}
+	return release, true
+}

@@ -30,3 +30,32 @@ func AckWait(c *net.TCPConn, limit time.Duration) time.Duration {
 	}
 	return time.Since(start)
 }
+
+// AckedWait waits until the peer of c has acknowledged at least n bytes of
+// what c has sent since before (TCP_INFO's bytes_acked, read by Acked), polled
+// every 200 µs; false after limit. On loopback an acknowledged byte is in the
+// peer's receive queue: a test can know what the peer will find there.
+func AckedWait(c *net.TCPConn, before, n uint64, limit time.Duration) bool {
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		if Acked(c) >= before+n {
+			return true
+		}
+		time.Sleep(200 * time.Microsecond) // polling the kernel's count, bounded by limit
+	}
+	return false
+}
+
+// Acked is TCP_INFO's bytes_acked of c (0 if it cannot be read).
+func Acked(c *net.TCPConn) uint64 {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return 0
+	}
+	var ti *unix.TCPInfo
+	_ = rc.Control(func(fd uintptr) { ti, err = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO) })
+	if err != nil {
+		return 0
+	}
+	return ti.Bytes_acked
+}

@@ -17,7 +17,8 @@ import (
 // TCP segments of one direction of one connection (as they are received on
 // lo, each once).
 type Capture struct {
-	fd int
+	fd       int
+	src, dst uint16
 }
 
 // CaptureTCP starts capturing the segments from port src to port dst on lo.
@@ -32,8 +33,9 @@ func CaptureTCP(t testing.TB, src, dst uint16) *Capture {
 	if err != nil {
 		t.Fatalf("loopback interface: %v", err)
 	}
-	proto := htons(unix.ETH_P_IP)
-	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, int(proto))
+	// protocol 0 takes no packets until bind: none gets queued before
+	// the filter is on
+	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		t.Fatalf("packet socket: %v", err)
 	}
@@ -61,10 +63,10 @@ func CaptureTCP(t testing.TB, src, dst uint16) *Capture {
 		&unix.SockFprog{Len: uint16(len(filter)), Filter: &filter[0]}); err != nil {
 		t.Fatalf("attaching the filter: %v", err)
 	}
-	if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: proto, Ifindex: lo.Index}); err != nil {
+	if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_IP), Ifindex: lo.Index}); err != nil {
 		t.Fatalf("binding to lo: %v", err)
 	}
-	return &Capture{fd: fd}
+	return &Capture{fd: fd, src: src, dst: dst}
 }
 
 // NextPayload is the payload size of the next captured segment that
@@ -95,7 +97,8 @@ func (c *Capture) NextPayload(deadline time.Time) (int, error) {
 			continue
 		}
 		ihl := int(buf[0]&0x0f) * 4
-		if n < ihl+13 {
+		if buf[0]>>4 != 4 || buf[9] != unix.IPPROTO_TCP || n < ihl+13 ||
+			binary.BigEndian.Uint16(buf[ihl:]) != c.src || binary.BigEndian.Uint16(buf[ihl+2:]) != c.dst {
 			continue
 		}
 		total := int(binary.BigEndian.Uint16(buf[2:4]))

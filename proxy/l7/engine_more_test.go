@@ -8,10 +8,9 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"sync/atomic"
 	"testing"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/palisade-lb/palisade/internal/testutil"
 )
@@ -24,22 +23,33 @@ import (
 // Linux client's receive window would never grow.
 func TestEngineHeadLeavesWithBody(t *testing.T) {
 	const bodyLen = 200 << 10
-	body := bytes.Repeat([]byte("x"), bodyLen)
+	reply := append([]byte(fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n", bodyLen)), bytes.Repeat([]byte("x"), bodyLen)...)
+	var pp atomic.Pointer[proxy]
 	srv := startRaw(t, func(c net.Conn) {
-		// a send buffer that takes the whole response at once: the proxy
-		// finds the head and more than its buffer's worth of body waiting
-		if tc, ok := c.(*net.TCPConn); ok {
-			tc.SetWriteBuffer(4 << 20)
-		}
+		tc := c.(*net.TCPConn)
+		tc.SetWriteBuffer(4 << 20) // takes the whole response at once
 		br := bufio.NewReader(c)
 		for {
 			if _, err := http.ReadRequest(br); err != nil {
 				return
 			}
-			c.Write(append([]byte(fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n", bodyLen)), body...))
+			// the proxy reads only once the response is there (as much of
+			// it as its receive window takes): more than its buffer's worth
+			// of body waits behind the head
+			release, ok := pp.Load().hold(t)
+			if !ok {
+				return
+			}
+			before := testutil.Acked(tc)
+			tc.Write(reply)
+			// 64 KiB in the proxy's receive queue: the head and 32 KiB
+			// for its buffer, and more for the pipe
+			testutil.AckedWait(tc, before, 64<<10, 5*time.Second)
+			release()
 		}
 	})
 	p, _ := proxyTo(t, Config{}, srv)
+	pp.Store(p)
 	if p.loop == nil {
 		t.Skip("event-loop path only (L7_GOROUTINE is set)")
 	}
@@ -73,21 +83,27 @@ func TestEngineBodyEndsBeforeHeadSent(t *testing.T) {
 	var h *[]byte
 	ubufLen := len(ubufs.take(&h))
 	ubufs.drop(&h)
+	var pp atomic.Pointer[proxy]
 	srv := startRaw(t, func(c net.Conn) {
 		tc := c.(*net.TCPConn)
-		tc.SetWriteBuffer(4 << 20)
 		if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
 			return
 		}
-		// corked: the FIN rides on the one segment that holds the head and
-		// just enough body to fill the proxy's buffer
-		rc, _ := tc.SyscallConn()
-		rc.Control(func(fd uintptr) { unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_CORK, 1) })
+		// the head and just enough body to fill the proxy's buffer, then
+		// the FIN, all there before the proxy reads
+		release, ok := pp.Load().hold(t)
+		if !ok {
+			return
+		}
 		head := []byte(fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n", 4*spliceMin))
-		c.Write(append(head, bytes.Repeat([]byte("x"), ubufLen-len(head))...))
-		c.Close()
+		tc.Write(append(head, bytes.Repeat([]byte("x"), ubufLen-len(head))...))
+		tc.CloseWrite()
+		testutil.AckWait(tc, 5*time.Second)
+		release()
+		io.Copy(io.Discard, c)
 	})
 	p, _ := proxyTo(t, Config{}, srv)
+	pp.Store(p)
 	if p.loop == nil {
 		t.Skip("event-loop path only (L7_GOROUTINE is set)")
 	}

@@ -344,3 +344,19 @@ func dialWithin(t *testing.T, addr string, d time.Duration) (net.Conn, *bufio.Re
 	c.SetDeadline(time.Now().Add(d))
 	return c, bufio.NewReader(c)
 }
+
+// hold stops the proxy's event loop (it runs a function that waits) until
+// release is called, also at the end of the test: what arrives on its
+// sockets meanwhile is all there when it next reads. ok is false if the
+// loop has ended. Safe to call from any goroutine.
+func (p *proxy) hold(t testing.TB) (release func(), ok bool) {
+	done, started := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	release = func() { once.Do(func() { close(done) }) }
+	t.Cleanup(release)
+	if !p.loop.Post(func() { close(started); <-done }) {
+		return release, false
+	}
+	<-started
+	return release, true
+}
