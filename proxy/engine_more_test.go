@@ -56,12 +56,86 @@ func TestEngineBulkStartLeavesFull(t *testing.T) {
 	if _, err := io.ReadFull(c, make([]byte, reply)); err != nil {
 		t.Fatal(err)
 	}
-	first, err := cap.NextPayload(time.Now().Add(5 * time.Second))
+	seg, err := cap.Next(time.Now().Add(5 * time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if first <= 40<<10 {
+	if first := seg.Len; first <= 40<<10 {
 		t.Fatalf("the reply's first segment carried %d bytes: its start left without the spliced rest (want more than 40 KiB)", first)
 	}
-	t.Logf("first segment: %d bytes", first)
+}
+
+// TestEngineFINRidesOnLastBytes: a server that answers and closes, its FIN
+// arriving with the answer, has both passed on in one segment (data + FIN),
+// not the answer and then a FIN of its own (and its ACK): two packets fewer
+// per connection where a request per connection is the rule.
+func TestEngineFINRidesOnLastBytes(t *testing.T) {
+	t.Parallel()
+	const reply = "HTTP/1.0 200 OK\r\nContent-Length: 5\r\n\r\nhello"
+	var pp atomic.Pointer[testProxy]
+	srv := startServer(t, func(c *net.TCPConn) {
+		if _, err := bufio.NewReader(c).ReadString('\n'); err != nil {
+			return
+		}
+		// the answer and the FIN are both there when the proxy reads
+		release, ok := pp.Load().hold(t)
+		if !ok {
+			return
+		}
+		c.Write([]byte(reply))
+		c.CloseWrite()
+		testutil.AckWait(c, 5*time.Second)
+		release()
+	})
+	p := startProxy(t, FrontendConfig{}, BackendConfig{}, newServer("s1", srv.addr))
+	pp.Store(p)
+	c := dial(t, p.addr)
+	cap := testutil.CaptureTCP(t, netip.MustParseAddrPort(p.addr).Port(), uint16(c.LocalAddr().(*net.TCPAddr).Port))
+	io.WriteString(c, "GET / HTTP/1.0\n")
+	got, err := io.ReadAll(c)
+	if err != nil || string(got) != reply {
+		t.Fatalf("read %q, %v; want the reply, then EOF", got, err)
+	}
+	seg, err := cap.Next(time.Now().Add(5 * time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if seg.Len != len(reply) || !seg.FIN {
+		t.Fatalf("the first segment to the client carried %d bytes, FIN %v; want the %d-byte reply with the FIN", seg.Len, seg.FIN, len(reply))
+	}
+}
+
+// TestEngineServerResetAfterLastBytes: a server that answers and resets,
+// the reset arriving with the answer, has the answer passed on and the
+// session logged as server_reset: the read that finds the reset (looking
+// for a FIN to send with the bytes) keeps it until they are out, rather
+// than lose it and take the next read's EOF for a clean end.
+func TestEngineServerResetAfterLastBytes(t *testing.T) {
+	t.Parallel()
+	const reply = "partial answer"
+	var pp atomic.Pointer[testProxy]
+	srv := startServer(t, func(c *net.TCPConn) {
+		if _, err := bufio.NewReader(c).ReadString('\n'); err != nil {
+			return
+		}
+		release, ok := pp.Load().hold(t)
+		if !ok {
+			return
+		}
+		c.Write([]byte(reply))
+		testutil.AckWait(c, 5*time.Second) // the bytes are in, then the reset
+		c.SetLinger(0)
+		c.Close()
+		release()
+	})
+	p := startProxy(t, FrontendConfig{AccessLog: true}, BackendConfig{}, newServer("s1", srv.addr))
+	pp.Store(p)
+	c := dial(t, p.addr)
+	io.WriteString(c, "go\n")
+	if got, _ := io.ReadAll(c); string(got) != reply {
+		t.Fatalf("read %q; want the reply", got)
+	}
+	if term := waitConnection(t, p)["termination"]; term != "server_reset" {
+		t.Errorf("termination %q, want server_reset", term)
+	}
 }

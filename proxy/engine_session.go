@@ -27,9 +27,10 @@ type end struct {
 
 	readable bool // edge-triggered readiness, cleared on EAGAIN
 	writable bool
-	rdhup    bool // the peer has sent its FIN
-	eof      bool // read returned 0
-	finished bool // the EOF was passed on (FIN or close)
+	rdhup    bool       // the peer has sent its FIN
+	rerr     unix.Errno // a read failed after bytes still to pass on
+	eof      bool       // read returned 0
+	finished bool       // the EOF was passed on (FIN or close)
 
 	buf    []byte // pending bytes [off:n], or nil
 	off, n int
@@ -534,7 +535,10 @@ func (s *esession) flow(src, dst *end) bool {
 			}
 			var n int
 			var e unix.Errno
-			if src.inPipe > 0 {
+			if src.inPipe > 0 || src.eof && !src.finished {
+				// MSG_MORE before the pipe's bytes, or before the FIN
+				// passed on below: it then leaves with the last bytes, not
+				// as a segment (and an ACK) of its own
 				n, e = rawsock.Send(dst.fd, src.buf[src.off:src.n], nil, true)
 			} else {
 				n, e = rawsock.Write(dst.fd, src.buf[src.off:src.n])
@@ -559,6 +563,9 @@ func (s *esession) flow(src, dst *end) bool {
 		}
 		if src.inPipe > 0 {
 			continue // the pipe filled before the buffer went
+		}
+		if src.rerr != 0 {
+			return s.fail(src, src.rerr)
 		}
 		if src.eof {
 			if !src.finished {
@@ -619,12 +626,26 @@ func (s *esession) flow(src, dst *end) bool {
 		src.buf, src.off, src.n = b, 0, n
 		src.last = l.now
 		budget -= n
-		if n == len(b) {
+		switch {
+		case n == len(b):
 			src.splice = true
-		} else if !src.rdhup {
+		case !src.rdhup:
 			// a short read took everything queued; the next arrival is a
 			// new edge, so no read is spent on EAGAIN
 			src.readable = false
+		default:
+			// the peer's FIN is in: the read that finds it comes before
+			// these bytes go, so that the FIN can go with them
+			m, e := rawsock.Read(src.fd, b[n:])
+			switch {
+			case e == 0 && m == 0:
+				src.eof = true
+			case e == 0:
+				src.n += m
+				budget -= m
+			case e != unix.EAGAIN && e != unix.EINTR:
+				src.rerr = e // a reset: acted on once these bytes are passed on
+			}
 		}
 	}
 }

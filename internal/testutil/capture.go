@@ -69,25 +69,32 @@ func CaptureTCP(t testing.TB, src, dst uint16) *Capture {
 	return &Capture{fd: fd, src: src, dst: dst}
 }
 
-// NextPayload is the payload size of the next captured segment that
-// carries data (ACKs without data are skipped), waiting until deadline.
-func (c *Capture) NextPayload(deadline time.Time) (int, error) {
+// Segment is a captured TCP segment: its payload size and whether it
+// carries the FIN.
+type Segment struct {
+	Len int
+	FIN bool
+}
+
+// Next is the next captured segment that carries data or a FIN (bare ACKs
+// are skipped), waiting until deadline.
+func (c *Capture) Next(deadline time.Time) (Segment, error) {
 	buf := make([]byte, 128)
 	for {
 		left := time.Until(deadline)
 		if left <= 0 {
-			return 0, errors.New("no data segment captured in time")
+			return Segment{}, errors.New("no data segment captured in time")
 		}
 		tv := unix.NsecToTimeval(left.Nanoseconds())
 		if err := unix.SetsockoptTimeval(c.fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
-			return 0, err
+			return Segment{}, err
 		}
 		n, from, err := unix.Recvfrom(c.fd, buf, 0)
 		if err == unix.EAGAIN || err == unix.EINTR {
 			continue
 		}
 		if err != nil {
-			return 0, err
+			return Segment{}, err
 		}
 		// lo shows a segment twice: sent (outgoing) and received (host)
 		if ll, ok := from.(*unix.SockaddrLinklayer); ok && ll.Pkttype == unix.PACKET_OUTGOING {
@@ -103,8 +110,9 @@ func (c *Capture) NextPayload(deadline time.Time) (int, error) {
 		}
 		total := int(binary.BigEndian.Uint16(buf[2:4]))
 		doff := int(buf[ihl+12]>>4) * 4
-		if p := total - ihl - doff; p > 0 {
-			return p, nil
+		seg := Segment{Len: total - ihl - doff, FIN: buf[ihl+13]&0x01 != 0}
+		if seg.Len > 0 || seg.FIN {
+			return seg, nil
 		}
 	}
 }
