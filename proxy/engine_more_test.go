@@ -22,33 +22,17 @@ import (
 func TestEngineBulkStartLeavesFull(t *testing.T) {
 	t.Parallel()
 	const reply = 200 << 10
-	var pp atomic.Pointer[testProxy]
-	srv := startServer(t, func(c *net.TCPConn) {
+	big := make([]byte, reply)
+	p := heldProxy(t, FrontendConfig{}, func(c *net.TCPConn) {
 		c.SetWriteBuffer(4 << 20) // takes the whole reply at once
-		br := bufio.NewReader(c)
-		big := make([]byte, reply)
-		for {
-			if _, err := br.ReadString('\n'); err != nil {
-				return
-			}
-			// the proxy reads only once the reply is there (as much of it
-			// as its receive window takes)
-			release, ok := pp.Load().hold(t)
-			if !ok {
-				return
-			}
-			before := testutil.Acked(c)
-			if _, err := c.Write(big); err != nil {
-				return
-			}
-			// 64 KiB in the proxy's receive queue: 16 KiB for its
-			// buffer, and more for the pipe
-			testutil.AckedWait(c, before, 64<<10, 5*time.Second)
-			release()
+		before := testutil.Acked(c)
+		if _, err := c.Write(big); err != nil {
+			return
 		}
+		// 64 KiB in the proxy's receive queue: 16 KiB for its buffer, and
+		// more for the pipe
+		testutil.AckedWait(c, before, 64<<10, 5*time.Second)
 	})
-	p := startProxy(t, FrontendConfig{}, BackendConfig{}, newServer("s1", srv.addr))
-	pp.Store(p)
 	c := testutil.DialWideWindow(t, p.addr)
 	c.SetDeadline(time.Now().Add(10 * time.Second))
 	cap := testutil.CaptureTCP(t, netip.MustParseAddrPort(p.addr).Port(), uint16(c.LocalAddr().(*net.TCPAddr).Port))
@@ -72,23 +56,11 @@ func TestEngineBulkStartLeavesFull(t *testing.T) {
 func TestEngineFINRidesOnLastBytes(t *testing.T) {
 	t.Parallel()
 	const reply = "HTTP/1.0 200 OK\r\nContent-Length: 5\r\n\r\nhello"
-	var pp atomic.Pointer[testProxy]
-	srv := startServer(t, func(c *net.TCPConn) {
-		if _, err := bufio.NewReader(c).ReadString('\n'); err != nil {
-			return
-		}
-		// the answer and the FIN are both there when the proxy reads
-		release, ok := pp.Load().hold(t)
-		if !ok {
-			return
-		}
+	p := heldProxy(t, FrontendConfig{}, func(c *net.TCPConn) {
 		c.Write([]byte(reply))
 		c.CloseWrite()
-		testutil.AckWait(c, 5*time.Second)
-		release()
+		testutil.AckWait(c, 5*time.Second) // the answer and the FIN are in
 	})
-	p := startProxy(t, FrontendConfig{}, BackendConfig{}, newServer("s1", srv.addr))
-	pp.Store(p)
 	c := dial(t, p.addr)
 	cap := testutil.CaptureTCP(t, netip.MustParseAddrPort(p.addr).Port(), uint16(c.LocalAddr().(*net.TCPAddr).Port))
 	io.WriteString(c, "GET / HTTP/1.0\n")
@@ -113,23 +85,12 @@ func TestEngineFINRidesOnLastBytes(t *testing.T) {
 func TestEngineServerResetAfterLastBytes(t *testing.T) {
 	t.Parallel()
 	const reply = "partial answer"
-	var pp atomic.Pointer[testProxy]
-	srv := startServer(t, func(c *net.TCPConn) {
-		if _, err := bufio.NewReader(c).ReadString('\n'); err != nil {
-			return
-		}
-		release, ok := pp.Load().hold(t)
-		if !ok {
-			return
-		}
+	p := heldProxy(t, FrontendConfig{AccessLog: true}, func(c *net.TCPConn) {
 		c.Write([]byte(reply))
 		testutil.AckWait(c, 5*time.Second) // the bytes are in, then the reset
 		c.SetLinger(0)
 		c.Close()
-		release()
 	})
-	p := startProxy(t, FrontendConfig{AccessLog: true}, BackendConfig{}, newServer("s1", srv.addr))
-	pp.Store(p)
 	c := dial(t, p.addr)
 	io.WriteString(c, "go\n")
 	if got, _ := io.ReadAll(c); string(got) != reply {
@@ -138,4 +99,30 @@ func TestEngineServerResetAfterLastBytes(t *testing.T) {
 	if term := waitConnection(t, p)["termination"]; term != "server_reset" {
 		t.Errorf("termination %q, want server_reset", term)
 	}
+}
+
+// heldProxy is a proxy in front of a server that reads one line as the
+// request and answers it while the proxy's loops are held (testProxy.hold):
+// the proxy finds the whole answer (what answer waits for) already there
+// when it next reads.
+func heldProxy(t *testing.T, fc FrontendConfig, answer func(c *net.TCPConn)) *testProxy {
+	t.Helper()
+	var pp atomic.Pointer[testProxy]
+	srv := startServer(t, func(c *net.TCPConn) {
+		br := bufio.NewReader(c)
+		for {
+			if _, err := br.ReadString('\n'); err != nil {
+				return
+			}
+			release, ok := pp.Load().hold(t)
+			if !ok {
+				return
+			}
+			answer(c)
+			release()
+		}
+	})
+	p := startProxy(t, fc, BackendConfig{}, newServer("s1", srv.addr))
+	pp.Store(p)
+	return p
 }
