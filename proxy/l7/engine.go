@@ -938,8 +938,10 @@ func (e *econn) flushOut() bool {
 		}
 		var n int
 		var en unix.Errno
-		if more := e.inPipe > 0; more || len(e.out2) > 0 {
-			// body bytes waiting in the pipe go next (spliceBody)
+		// MSG_MORE: body bytes waiting in the pipe go next (spliceBody),
+		// or the connection closes after these last bytes and the FIN goes
+		// with them
+		if more := e.inPipe > 0 || e.st == esBody && !e.cliKeep && e.bodyDone(); more || len(e.out2) > 0 {
 			n, en = rawsock.Send(e.fd, e.out, e.out2, more)
 		} else {
 			n, en = rawsock.Write(e.fd, e.out)

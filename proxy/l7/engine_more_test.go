@@ -117,3 +117,35 @@ func TestEngineBodyEndsBeforeHeadSent(t *testing.T) {
 		t.Fatalf("status %d, want 502 (the server's body ended before anything was sent)", resp.StatusCode)
 	}
 }
+
+// The last response on a connection the proxy closes (Connection: close)
+// leaves with the FIN in one segment, not a FIN (and its ACK) of its own.
+func TestEngineFINRidesOnLastResponse(t *testing.T) {
+	srv := startRaw(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		for {
+			if _, err := http.ReadRequest(br); err != nil {
+				return
+			}
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
+		}
+	})
+	p, _ := proxyTo(t, Config{}, srv)
+	if p.loop == nil {
+		t.Skip("event-loop path only (L7_GOROUTINE is set)")
+	}
+	c, _ := dialWithin(t, p.addr, 10*time.Second)
+	cap := testutil.CaptureTCP(t, netip.MustParseAddrPort(p.addr).Port(), uint16(c.LocalAddr().(*net.TCPAddr).Port))
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+	got, err := io.ReadAll(c)
+	if err != nil || !bytes.HasSuffix(got, []byte("\r\n\r\nhello")) {
+		t.Fatalf("read %q, %v; want the response, then EOF", got, err)
+	}
+	seg, err := cap.Next(time.Now().Add(5 * time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if seg.Len != len(got) || !seg.FIN {
+		t.Fatalf("the first segment to the client carried %d bytes, FIN %v; want the %d-byte response with the FIN", seg.Len, seg.FIN, len(got))
+	}
+}
