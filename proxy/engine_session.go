@@ -28,7 +28,7 @@ type end struct {
 	readable bool // edge-triggered readiness, cleared on EAGAIN
 	writable bool
 	rdhup    bool       // the peer has sent its FIN
-	rerr     unix.Errno // a read failed after bytes still to pass on
+	rerr     unix.Errno // a read failed (reset) after bytes still to pass on
 	eof      bool       // read returned 0
 	finished bool       // the EOF was passed on (FIN or close)
 
@@ -529,7 +529,7 @@ func (s *esession) flow(src, dst *end) bool {
 				// would not grow).
 				n, e := s.pipeIn(src)
 				if e != 0 && e != unix.EAGAIN && e != unix.EINTR {
-					return s.fail(src, e)
+					src.rerr = e // acted on once the buffer's bytes are out
 				}
 				budget -= n
 			}
