@@ -94,6 +94,7 @@ type econn struct {
 	mu         sync.Mutex
 	handed     net.Conn // set by handoff
 	gen        uint64   // connections served by this (pooled) econn so far
+	finMore    bool     // the last response went with MSG_MORE, for the FIN to join it
 }
 
 // EngineOptions are a frontend's settings ServeEngine applies beyond the
@@ -202,7 +203,7 @@ func (h *Handler) ServeEngine(ctx context.Context, lp Loop, fd int, client netip
 	e.mu.Unlock()
 	e.fd, e.done, e.st, e.ds = fd, done, esHead, nil
 	e.cHup, e.cRdhup, e.out, e.out2, e.headAt, e.u, e.srv = false, false, nil, nil, 0, nil, nil
-	e.opts, e.cIn, e.cOut = opts, 0, 0
+	e.opts, e.cIn, e.cOut, e.finMore = opts, 0, 0, false
 	e.needHdr = opts != nil && opts.ProxyHeader
 	ec := &EngineConn{e, e.gen, lp}
 	c := &e.conn
@@ -941,7 +942,9 @@ func (e *econn) flushOut() bool {
 		// MSG_MORE: body bytes waiting in the pipe go next (spliceBody),
 		// or the connection closes after these last bytes and the FIN goes
 		// with them
-		if more := e.inPipe > 0 || e.st == esBody && !e.cliKeep && e.bodyDone(); more || len(e.out2) > 0 {
+		last := e.st == esBody && !e.cliKeep && e.bodyDone()
+		if more := e.inPipe > 0 || last; more || len(e.out2) > 0 {
+			e.finMore = e.finMore || last
 			n, en = rawsock.Send(e.fd, e.out, e.out2, more)
 		} else {
 			n, en = rawsock.Write(e.fd, e.out)
@@ -1324,9 +1327,16 @@ func (e *econn) closeAll(reset bool) {
 	}
 	if e.fd >= 0 {
 		e.lp.Unwatch(e.fd)
-		if reset {
+		switch {
+		case reset:
 			rawsock.ResetClose(e.fd)
-		} else {
+		case e.finMore:
+			// the last bytes wait (MSG_MORE) for the FIN: the shutdown sends
+			// them with it, before a close that finds unread client bytes
+			// resets the connection (and would drop them)
+			rawsock.ShutdownWrite(e.fd)
+			rawsock.Close(e.fd)
+		default:
 			rawsock.Close(e.fd)
 		}
 		e.fd = -1

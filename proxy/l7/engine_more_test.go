@@ -149,3 +149,32 @@ func TestEngineFINRidesOnLastResponse(t *testing.T) {
 		t.Fatalf("the first segment to the client carried %d bytes, FIN %v; want the %d-byte response with the FIN", seg.Len, seg.FIN, len(got))
 	}
 }
+
+// The last response, held back for the FIN (MSG_MORE), still reaches a
+// client that sent more than palisade read: closing over unread bytes
+// resets the connection and drops what is queued to send, so the shutdown
+// that sends the response and the FIN comes first.
+func TestEngineLastResponseSurvivesUnreadBytes(t *testing.T) {
+	srv := startRaw(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		for {
+			if _, err := http.ReadRequest(br); err != nil {
+				return
+			}
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
+		}
+	})
+	p, _ := proxyTo(t, Config{}, srv)
+	c, br := dialWithin(t, p.addr, 10*time.Second)
+	// more than palisade's read buffer after the request: bytes it never reads
+	extra := bytes.Repeat([]byte("x"), 256<<10)
+	go c.Write(append([]byte("GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"), extra...))
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("no response: %v", err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || string(body) != "hello" {
+		t.Fatalf("body %q, %v; want hello", body, err)
+	}
+}
