@@ -929,8 +929,9 @@ func (e *econn) bodyDone() bool {
 // full-sized segments (as a server that sends with TCP_CORK does). Sent in a
 // short segment of its own, the head is the only segment of the response
 // that carries a new timestamp echo, and a Linux client then takes no
-// receive-RTT sample from it: its receive window never grows past the
-// initial ~94 KiB, and a larger response waits for a window update.
+// receive-RTT sample from it (as we read the kernel): measured, its receive
+// window stayed at the initial ~94 KiB, and a larger response waited for
+// window updates.
 func (e *econn) flushOut() bool {
 	for len(e.out) > 0 {
 		if !e.cWrite {
