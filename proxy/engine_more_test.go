@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/palisade-lb/palisade/internal/testutil"
+	"github.com/palisade-lb/palisade/proxy/proxyproto"
 )
 
 // TestEngineBulkStartLeavesFull: a large reply sent at once leaves the
@@ -125,4 +126,51 @@ func heldProxy(t *testing.T, fc FrontendConfig, answer func(c *net.TCPConn)) *te
 	p := startProxy(t, fc, BackendConfig{}, newServer("s1", srv.addr))
 	pp.Store(p)
 	return p
+}
+
+// TestEngineProxyHeaderJoinsFirstBytes: with send_proxy, the PROXY header
+// and the client's first bytes (there when the server connection opens) go
+// in one write, so the server receives them in one segment.
+func TestEngineProxyHeaderJoinsFirstBytes(t *testing.T) {
+	t.Parallel()
+	const hello = "hello\n"
+	segs := make(chan uint32, 1)
+	srv := startServer(t, func(c *net.TCPConn) {
+		br := bufio.NewReader(c)
+		if _, err := proxyproto.ReadFrom(br); err != nil {
+			t.Errorf("server: PROXY header: %v", err)
+			return
+		}
+		if line, err := br.ReadString('\n'); err != nil || line != hello {
+			t.Errorf("server: read %q, %v; want %q", line, err, hello)
+			return
+		}
+		ti, err := testutil.TCPInfo(c)
+		if err != nil {
+			t.Errorf("server: TCP_INFO: %v", err)
+			return
+		}
+		segs <- ti.Data_segs_in
+	})
+	p := startProxy(t, FrontendConfig{}, BackendConfig{SendProxy: 2}, newServer("s1", srv.addr))
+	// the client's bytes are in before the proxy accepts (and connects)
+	release, ok := p.hold(t)
+	if !ok {
+		t.Fatal("the proxy's loops have ended")
+	}
+	c := dial(t, p.addr)
+	before := testutil.Acked(c)
+	io.WriteString(c, hello)
+	if !testutil.AckedWait(c, before, uint64(len(hello)), 5*time.Second) {
+		t.Fatal("the client's bytes were not acknowledged")
+	}
+	release()
+	select {
+	case n := <-segs:
+		if n != 1 {
+			t.Fatalf("the server received the header and the client's bytes in %d data segments, want 1", n)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the server got nothing")
+	}
 }

@@ -71,6 +71,7 @@ type esession struct {
 	waitUntil          int64 // while waiting for resources: when to give up
 	track
 	done   int    // directions finished
+	hdrDue bool   // the PROXY header is still to go to this server connection
 	queued bool   // on the loop's ready list
 	gen    uint32 // lives of this struct: the loop reuses closed sessions
 }
@@ -259,6 +260,7 @@ func (s *esession) connectNext() bool {
 		s.waitUntil = 0
 		s.srv = srv
 		s.s = end{fd: fd, s: s, last: s.l.now}
+		s.hdrDue = b.cfg.SendProxy != 0
 		if err := s.l.register(&s.s); err != nil {
 			// epoll out of memory or watches: a shortage here, not the server's fault
 			rawsock.Close(fd)
@@ -283,10 +285,7 @@ func (s *esession) connectNext() bool {
 			s.connectBy = s.l.now + int64(to)
 		}
 		s.setDeadline(s.connectBy)
-		if b.cfg.SendProxy == 0 {
-			return s.early()
-		}
-		return true
+		return s.early()
 	}
 }
 
@@ -296,44 +295,100 @@ func (s *esession) connectNext() bool {
 // for the EPOLLOUT event. EAGAIN means still connecting. It returns false if
 // no server is left.
 func (s *esession) early() bool {
-	c, l := &s.c, s.l
-	if c.buf == nil {
-		b := l.getBuf()
-		n, e := rawsock.Read(c.fd, b)
-		if e != 0 || n == 0 {
-			l.putBuf(b)
-			switch e {
-			case unix.EAGAIN:
-				c.readable = false
-			case 0, unix.EINTR:
-				c.readable = true // EOF: the pump passes it on once connected
-			default:
-				// a reset reads as EOF once reported: act on it now
-				s.fail(c, e)
-			}
-			return true
-		}
-		c.buf, c.off, c.n = b, 0, n
-		c.last = l.now
-		if n == len(b) {
-			c.splice = true
-		} else if !c.rdhup {
-			c.readable = false
-		}
+	c := &s.c
+	if c.buf == nil && !s.readClient() {
+		return true // the client failed: the session has ended
 	}
-	n, e := rawsock.Write(s.s.fd, c.buf[c.off:c.n])
-	switch e {
+	if c.buf == nil && !s.hdrDue {
+		return true
+	}
+	switch e := s.writeFirst(); e {
 	case 0:
-		c.off += n
-		s.moved(c, n)
 		s.s.writable = true
 		s.connected()
 		return true
 	case unix.EAGAIN:
 		return true
+	default:
+		s.connectFailed(s.srv, e)
+		return s.connectNext()
 	}
-	s.connectFailed(s.srv, e)
-	return s.connectNext()
+}
+
+// readClient reads what the client has sent so far into its buffer (none
+// there: c.buf stays nil). It returns false if the client failed, and the
+// session has ended.
+func (s *esession) readClient() bool {
+	c, l := &s.c, s.l
+	b := l.getBuf()
+	n, e := rawsock.Read(c.fd, b)
+	if e != 0 || n == 0 {
+		l.putBuf(b)
+		switch e {
+		case unix.EAGAIN:
+			c.readable = false
+		case 0, unix.EINTR:
+			c.readable = true // EOF: the pump passes it on once connected
+		default:
+			// a reset reads as EOF once reported: act on it now
+			s.fail(c, e)
+			return false
+		}
+		return true
+	}
+	c.buf, c.off, c.n = b, 0, n
+	c.last = l.now
+	if n == len(b) {
+		c.splice = true
+	} else if !c.rdhup {
+		c.readable = false
+	}
+	return true
+}
+
+// writeFirst writes to the server what goes first: the PROXY header when it
+// is due, and the client's bytes read so far, in one system call (one
+// segment, not two). A header only partly taken counts as EAGAIN (a fresh
+// socket takes all of it or nothing).
+func (s *esession) writeFirst() unix.Errno {
+	c := &s.c
+	var data []byte
+	if c.buf != nil {
+		data = c.buf[c.off:c.n]
+	}
+	hl := 0
+	var n int
+	var e unix.Errno
+	if s.hdrDue {
+		var b [proxyproto.MaxV1Len]byte // a v2 header for TCP is 52 bytes
+		hdr := s.proxyHeader(b[:0])
+		hl = len(hdr)
+		n, e = rawsock.Send(s.s.fd, hdr, data, false)
+		if e == 0 && n < hl {
+			return unix.EAGAIN
+		}
+		if e == 0 {
+			s.hdrDue = false
+		}
+	} else if len(data) > 0 {
+		n, e = rawsock.Write(s.s.fd, data)
+	}
+	if e != 0 {
+		return e
+	}
+	if n -= hl; n > 0 {
+		c.off += n
+		s.moved(c, n)
+	}
+	return 0
+}
+
+// proxyHeader appends the PROXY header (send_proxy) for this session to b.
+func (s *esession) proxyHeader(b []byte) []byte {
+	if s.b.cfg.SendProxy == 1 {
+		return proxyproto.AppendV1(b, s.client, s.local)
+	}
+	return proxyproto.AppendV2(b, s.client, s.local)
 }
 
 // localShortage reports errors of this host, not of the server: out of
@@ -387,20 +442,12 @@ func (s *esession) connectFailed(srv *state.Server, err error) {
 // It returns false (with the attempt counted as failed) if the header cannot
 // be sent.
 func (s *esession) connected() bool {
-	if v := s.b.cfg.SendProxy; v != 0 {
-		var b [proxyproto.MaxV1Len]byte // a v2 header for TCP is 52 bytes
-		var hdr []byte
-		if v == 1 {
-			hdr = proxyproto.AppendV1(b[:0], s.client, s.local)
-		} else {
-			hdr = proxyproto.AppendV2(b[:0], s.client, s.local)
+	if s.hdrDue {
+		if s.c.buf == nil && !s.readClient() {
+			return true // the client failed: the session has ended
 		}
-		if n, e := rawsock.Write(s.s.fd, hdr); e != 0 || n != len(hdr) {
-			var err error = e
-			if e == 0 {
-				err = unix.EAGAIN
-			}
-			s.connectFailed(s.srv, err)
+		if e := s.writeFirst(); e != 0 {
+			s.connectFailed(s.srv, e)
 			return false
 		}
 	}

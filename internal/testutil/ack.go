@@ -13,13 +13,8 @@ import (
 // see whether a receiver acknowledged at once.
 func AckWait(c *net.TCPConn, limit time.Duration) time.Duration {
 	start := time.Now()
-	rc, err := c.SyscallConn()
-	if err != nil {
-		return limit
-	}
 	for time.Since(start) < limit {
-		var ti *unix.TCPInfo
-		_ = rc.Control(func(fd uintptr) { ti, err = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO) })
+		ti, err := TCPInfo(c)
 		if err != nil {
 			return limit
 		}
@@ -48,14 +43,22 @@ func AckedWait(c *net.TCPConn, before, n uint64, limit time.Duration) bool {
 
 // Acked is TCP_INFO's bytes_acked of c (0 if it cannot be read).
 func Acked(c *net.TCPConn) uint64 {
-	rc, err := c.SyscallConn()
-	if err != nil {
-		return 0
-	}
-	var ti *unix.TCPInfo
-	_ = rc.Control(func(fd uintptr) { ti, err = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO) })
+	ti, err := TCPInfo(c)
 	if err != nil {
 		return 0
 	}
 	return ti.Bytes_acked
+}
+
+// TCPInfo is the kernel's TCP_INFO of c.
+func TCPInfo(c *net.TCPConn) (*unix.TCPInfo, error) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	var ti *unix.TCPInfo
+	if cerr := rc.Control(func(fd uintptr) { ti, err = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO) }); cerr != nil {
+		return nil, cerr
+	}
+	return ti, err
 }
