@@ -348,8 +348,8 @@ func (s *esession) readClient() bool {
 
 // writeFirst writes to the server what goes first: the PROXY header when it
 // is due, and the client's bytes read so far, in one system call (one
-// segment, not two). A header only partly taken counts as EAGAIN (a fresh
-// socket takes all of it or nothing).
+// segment, not two). A header only partly taken (a fresh socket takes all of
+// it or nothing) is EPROTO: the attempt fails.
 func (s *esession) writeFirst() unix.Errno {
 	c := &s.c
 	var data []byte
@@ -365,7 +365,7 @@ func (s *esession) writeFirst() unix.Errno {
 		hl = len(hdr)
 		n, e = rawsock.Send(s.s.fd, hdr, data, false)
 		if e == 0 && n < hl {
-			return unix.EAGAIN
+			return unix.EPROTO // the rest cannot follow as one header: give this connection up
 		}
 		if e == 0 {
 			s.hdrDue = false
