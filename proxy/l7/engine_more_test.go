@@ -121,16 +121,7 @@ func TestEngineBodyEndsBeforeHeadSent(t *testing.T) {
 // The last response on a connection the proxy closes (Connection: close)
 // leaves with the FIN in one segment, not a FIN (and its ACK) of its own.
 func TestEngineFINRidesOnLastResponse(t *testing.T) {
-	srv := startRaw(t, func(c net.Conn) {
-		br := bufio.NewReader(c)
-		for {
-			if _, err := http.ReadRequest(br); err != nil {
-				return
-			}
-			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
-		}
-	})
-	p, _ := proxyTo(t, Config{}, srv)
+	p := helloProxy(t)
 	if p.loop == nil {
 		t.Skip("event-loop path only (L7_GOROUTINE is set)")
 	}
@@ -155,16 +146,7 @@ func TestEngineFINRidesOnLastResponse(t *testing.T) {
 // resets the connection and drops what is queued to send, so the shutdown
 // that sends the response and the FIN comes first.
 func TestEngineLastResponseSurvivesUnreadBytes(t *testing.T) {
-	srv := startRaw(t, func(c net.Conn) {
-		br := bufio.NewReader(c)
-		for {
-			if _, err := http.ReadRequest(br); err != nil {
-				return
-			}
-			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
-		}
-	})
-	p, _ := proxyTo(t, Config{}, srv)
+	p := helloProxy(t)
 	c, br := dialWithin(t, p.addr, 10*time.Second)
 	// more than palisade's read buffer after the request: bytes it never reads
 	extra := bytes.Repeat([]byte("x"), 256<<10)
@@ -177,4 +159,12 @@ func TestEngineLastResponseSurvivesUnreadBytes(t *testing.T) {
 	if err != nil || string(body) != "hello" {
 		t.Fatalf("body %q, %v; want hello", body, err)
 	}
+}
+
+// helloProxy is a proxy in front of a server that answers every request
+// with "hello" (Content-Length, keep-alive).
+func helloProxy(t *testing.T) *proxy {
+	t.Helper()
+	s := scripted(t, map[string]string{"/": "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"})
+	return startProxy(t, Config{DefaultBackend: "app"}, fakeBackends{"app": {name: "app", servers: []*fakeServer{s}}})
 }
