@@ -55,3 +55,54 @@ func TestBusyLoopNudges(t *testing.T) {
 		t.Fatalf("%d nudges, want 3", nudges)
 	}
 }
+
+// Before parking, wait yields the CPU once and polls again: what arrived
+// during the yield is returned without a park. With events pending, or
+// sessions on the ready list, it does not yield.
+func TestWaitYieldsBeforePark(t *testing.T) {
+	l, err := newLoop(slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.closeFiles()
+	l.nudge = func() {}
+	yields := 0
+	arrive := func() { // an event comes in while the loop is yielding
+		yields++
+		one := [8]byte{1}
+		if _, err := unix.Write(l.wake, one[:]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l.yield = arrive
+	l.next = int64(time.Since(l.base)) + int64(200*time.Millisecond) // bounds the park the yield should avoid
+	if n := l.wait(); n != 1 || yields != 1 {
+		t.Fatalf("an event during the yield: wait gave %d events after %d yields, want 1 after 1", n, yields)
+	}
+	if l.parked != 0 {
+		t.Fatalf("the loop parked (at %v) though the event came in its yield", time.Duration(l.parked))
+	}
+	if n := l.wait(); n != 1 || yields != 1 { // the eventfd stays readable
+		t.Fatalf("an event pending: %d events after %d yields, want 1 and no new yield", n, yields)
+	}
+
+	var buf [8]byte
+	if _, err := unix.Read(l.wake, buf[:]); err != nil {
+		t.Fatal(err)
+	}
+	l.yield = func() { yields++ }
+	l.ready = append(l.ready, &esession{})
+	if n := l.wait(); n != 0 || yields != 1 {
+		t.Fatalf("a session ready, no events: %d events after %d yields, want 0 and no new yield", n, yields)
+	}
+	l.ready = l.ready[:0]
+
+	before := int64(time.Since(l.base))
+	l.next = before + int64(5*time.Millisecond)
+	if n := l.wait(); n != 0 || yields != 2 {
+		t.Fatalf("nothing pending: %d events after %d yields, want 0 after 2", n, yields)
+	}
+	if l.parked < before {
+		t.Fatalf("the park at %v was not noted (parked %v)", time.Duration(before), time.Duration(l.parked))
+	}
+}
