@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"io"
 	"net"
-	"net/netip"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -36,15 +35,12 @@ func TestEngineBulkStartLeavesFull(t *testing.T) {
 	})
 	c := testutil.DialWideWindow(t, p.addr)
 	c.SetDeadline(time.Now().Add(10 * time.Second))
-	cap := testutil.CaptureTCP(t, netip.MustParseAddrPort(p.addr).Port(), uint16(c.LocalAddr().(*net.TCPAddr).Port))
+	cap := testutil.CaptureTo(t, c)
 	io.WriteString(c, "go\n")
 	if _, err := io.ReadFull(c, make([]byte, reply)); err != nil {
 		t.Fatal(err)
 	}
-	seg, err := cap.Next(time.Now().Add(5 * time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
+	seg := cap.Next(t, 5*time.Second)
 	if first := seg.Len; first <= 40<<10 {
 		t.Fatalf("the reply's first segment carried %d bytes: its start left without the spliced rest (want more than 40 KiB)", first)
 	}
@@ -63,16 +59,13 @@ func TestEngineFINRidesOnLastBytes(t *testing.T) {
 		testutil.AckWait(c, 5*time.Second) // the answer and the FIN are in
 	})
 	c := dial(t, p.addr)
-	cap := testutil.CaptureTCP(t, netip.MustParseAddrPort(p.addr).Port(), uint16(c.LocalAddr().(*net.TCPAddr).Port))
+	cap := testutil.CaptureTo(t, c)
 	io.WriteString(c, "GET / HTTP/1.0\n")
 	got, err := io.ReadAll(c)
 	if err != nil || string(got) != reply {
 		t.Fatalf("read %q, %v; want the reply, then EOF", got, err)
 	}
-	seg, err := cap.Next(time.Now().Add(5 * time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
+	seg := cap.Next(t, 5*time.Second)
 	if seg.Len != len(reply) || !seg.FIN {
 		t.Fatalf("the first segment to the client carried %d bytes, FIN %v; want the %d-byte reply with the FIN", seg.Len, seg.FIN, len(reply))
 	}

@@ -21,11 +21,13 @@ type Capture struct {
 	src, dst uint16
 }
 
-// CaptureTCP starts capturing the segments from port src to port dst on lo.
+// CaptureTo starts capturing, on lo, the segments c receives from its peer.
 // It needs root (CAP_NET_RAW): without it the test is skipped. The socket is
 // closed when the test ends.
-func CaptureTCP(t testing.TB, src, dst uint16) *Capture {
+func CaptureTo(t testing.TB, c net.Conn) *Capture {
 	t.Helper()
+	src := uint16(c.RemoteAddr().(*net.TCPAddr).Port)
+	dst := uint16(c.LocalAddr().(*net.TCPAddr).Port)
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: captures loopback segments with a packet socket")
 	}
@@ -77,8 +79,17 @@ type Segment struct {
 }
 
 // Next is the next captured segment that carries data or a FIN (bare ACKs
-// are skipped), waiting until deadline.
-func (c *Capture) Next(deadline time.Time) (Segment, error) {
+// are skipped); the test fails if none comes within d.
+func (c *Capture) Next(t testing.TB, d time.Duration) Segment {
+	t.Helper()
+	seg, err := c.next(time.Now().Add(d))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return seg
+}
+
+func (c *Capture) next(deadline time.Time) (Segment, error) {
 	buf := make([]byte, 128)
 	for {
 		left := time.Until(deadline)

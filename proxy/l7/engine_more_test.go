@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/netip"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -54,8 +53,7 @@ func TestEngineHeadLeavesWithBody(t *testing.T) {
 		t.Skip("event-loop path only (L7_GOROUTINE is set)")
 	}
 	c := testutil.DialWideWindow(t, p.addr)
-	proxyPort := netip.MustParseAddrPort(p.addr).Port()
-	cap := testutil.CaptureTCP(t, proxyPort, uint16(c.LocalAddr().(*net.TCPAddr).Port))
+	cap := testutil.CaptureTo(t, c)
 	br := bufio.NewReader(c)
 	io.WriteString(c, "GET /big HTTP/1.1\r\nHost: a\r\n\r\n")
 	resp, err := http.ReadResponse(br, nil)
@@ -66,10 +64,7 @@ func TestEngineHeadLeavesWithBody(t *testing.T) {
 	if n != bodyLen {
 		t.Fatalf("got %d body bytes, want %d", n, bodyLen)
 	}
-	seg, err := cap.Next(time.Now().Add(5 * time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
+	seg := cap.Next(t, 5*time.Second)
 	if first := seg.Len; first <= 40<<10 {
 		t.Fatalf("the response's first segment carried %d bytes: the head left without the spliced body (want more than 40 KiB)", first)
 	}
@@ -126,16 +121,13 @@ func TestEngineFINRidesOnLastResponse(t *testing.T) {
 		t.Skip("event-loop path only (L7_GOROUTINE is set)")
 	}
 	c, _ := dialWithin(t, p.addr, 10*time.Second)
-	cap := testutil.CaptureTCP(t, netip.MustParseAddrPort(p.addr).Port(), uint16(c.LocalAddr().(*net.TCPAddr).Port))
+	cap := testutil.CaptureTo(t, c)
 	io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
 	got, err := io.ReadAll(c)
 	if err != nil || !bytes.HasSuffix(got, []byte("\r\n\r\nhello")) {
 		t.Fatalf("read %q, %v; want the response, then EOF", got, err)
 	}
-	seg, err := cap.Next(time.Now().Add(5 * time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
+	seg := cap.Next(t, 5*time.Second)
 	if seg.Len != len(got) || !seg.FIN {
 		t.Fatalf("the first segment to the client carried %d bytes, FIN %v; want the %d-byte response with the FIN", seg.Len, seg.FIN, len(got))
 	}
