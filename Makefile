@@ -7,7 +7,7 @@ LDFLAGS  := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 TESTFLAGS ?= -race -timeout 20m
 FUZZTIME ?= 30s
 
-.PHONY: all build run test test-short deps bench bench-tcp bench-http bench-failover bench-synflood fuzz generate lint docs clean
+.PHONY: all build run test test-short deps bench bench-tcp bench-tcp-pinned bench-http bench-failover bench-synflood fuzz generate lint docs clean
 
 all: build
 
@@ -33,11 +33,18 @@ test-short:
 deps:
 	@bash test/install-deps.sh
 
-bench: bench-tcp bench-http
+bench: bench-tcp bench-tcp-pinned bench-http
 
 bench-tcp: build
 	@bash test/install-deps.sh bench
 	$(GO) run ./test/bench/tcp -palisade $(BIN)/palisade
+
+# The same with the proxy under test alone on CPU 0 and nginx, wrk and the
+# bulk client on CPU 1 (the idle-memory test does not depend on it: skipped).
+bench-tcp-pinned: build
+	@bash test/install-deps.sh bench
+	@if [ "$$(nproc)" -lt 2 ]; then echo "bench-tcp-pinned: needs 2 CPUs, skipped"; else \
+	  $(GO) run ./test/bench/tcp -palisade $(BIN)/palisade -pin 0:1 -idle 0; fi
 
 bench-http: build
 	@bash test/install-deps.sh bench

@@ -34,9 +34,10 @@ var (
 	reNon2xx   = regexp.MustCompile(`Non-2xx or 3xx responses: (\d+)`)
 )
 
-// runWrk runs wrk against url for d; closeConn sends Connection: close so
-// every request is a new connection. The run is bounded by d plus a margin.
-func runWrk(ctx context.Context, url string, threads, conns int, d time.Duration, closeConn bool) (wrkResult, error) {
+// runWrk runs wrk on cpus (all when empty) against url for d; closeConn sends
+// Connection: close so every request is a new connection. The run is bounded
+// by d plus a margin.
+func runWrk(ctx context.Context, cpus []int, url string, threads, conns int, d time.Duration, closeConn bool) (wrkResult, error) {
 	secs := max(1, int(d.Round(time.Second)/time.Second))
 	args := []string{"-t", strconv.Itoa(threads), "-c", strconv.Itoa(conns), "-d", fmt.Sprintf("%ds", secs),
 		"--timeout", "5s", "--latency"}
@@ -46,7 +47,8 @@ func runWrk(ctx context.Context, url string, threads, conns int, d time.Duration
 	args = append(args, url)
 	ctx, cancel := context.WithTimeout(ctx, time.Duration(secs)*time.Second+30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "wrk", args...)
+	bin, argv := command(cpus, "wrk", args)
+	cmd := exec.CommandContext(ctx, bin, argv...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {

@@ -42,6 +42,7 @@ type options struct {
 	profile   string
 	keep      bool
 	only      string // comma-separated scenario keys; empty: all
+	pin       pinning
 }
 
 func defaultOptions() options {
@@ -70,7 +71,19 @@ func main() {
 		"for Go symbols use an unstripped palisade (go build -o /tmp/palisade ./cmd/palisade; make build strips)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work dir (configs, logs)")
 	flag.StringVar(&o.only, "only", "", "run only these scenarios, comma-separated: bulk, conn, keepalive (default: all)")
+	pin := flag.String("pin", "", "PROXY_CPUS:LOAD_CPUS, e.g. 0:1: run the proxies on the first CPUs and nginx, wrk and the bulk client on the others "+
+		"(taskset), as on a host where clients and servers are other machines; HAProxy's nbthread defaults to the proxy CPUs then")
 	flag.Parse()
+	var err error
+	if o.pin, err = parsePin(*pin, runtime.NumCPU()); err != nil {
+		fmt.Fprintf(os.Stderr, "bench-tcp: %v\n", err)
+		os.Exit(2)
+	}
+	nbthreadSet := false
+	flag.Visit(func(f *flag.Flag) { nbthreadSet = nbthreadSet || f.Name == "nbthread" })
+	if o.pin.on() && !nbthreadSet {
+		o.nbthread = len(o.pin.proxy)
+	}
 	if o.quick {
 		o.runs, o.duration = 1, 2*time.Second
 	}
@@ -94,6 +107,13 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) int {
 	if _, err := os.Stat(o.palisade); err != nil {
 		logf("bench-tcp: palisade binary: %v (run make build)", err)
 		return 2
+	}
+	if o.pin.on() {
+		// before setup: the holder it starts inherits the mask
+		if err := pinSelf(o.pin.load); err != nil {
+			logf("bench-tcp: %v", err)
+			return 1
+		}
 	}
 	b, err := setup(ctx, o, tools, logf)
 	if b != nil {

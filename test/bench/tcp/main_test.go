@@ -16,6 +16,9 @@ func TestMain(m *testing.M) {
 		holderMain()
 		return
 	}
+	if os.Getenv(pinChildEnv) == "1" {
+		os.Exit(pinChild())
+	}
 	os.Exit(m.Run())
 }
 

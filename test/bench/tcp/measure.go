@@ -45,7 +45,7 @@ func (b *bench) scenarios() []*scenario {
 		return func(ctx context.Context, t *target) (sample, error) {
 			c0, x0 := b.cpu(t), b.csw(t)
 			m := startMachine()
-			r, err := runWrk(ctx, "http://"+t.addr+"/small", o.threads, o.conns, o.duration, closeConn)
+			r, err := runWrk(ctx, o.pin.load, "http://"+t.addr+"/small", o.threads, o.conns, o.duration, closeConn)
 			c1, x1 := b.cpu(t), b.csw(t)
 			if err != nil {
 				return sample{}, err

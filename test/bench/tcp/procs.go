@@ -86,15 +86,17 @@ func newEnv() (*env, error) {
 	return &env{dir: dir}, nil
 }
 
-// start runs name with args, output to a log file in the work dir.
-func (e *env) start(name, bin string, args []string, extraEnv []string) (*proc, error) {
+// start runs name with args on cpus (all CPUs when empty), output to a log
+// file in the work dir.
+func (e *env) start(name string, cpus []int, bin string, args []string, extraEnv []string) (*proc, error) {
 	logPath := filepath.Join(e.dir, name+".log")
 	lf, err := os.Create(logPath)
 	if err != nil {
 		return nil, fmt.Errorf("creating log: %w", err)
 	}
 	defer lf.Close()
-	cmd := exec.Command(bin, args...)
+	path, argv := command(cpus, bin, args)
+	cmd := exec.Command(path, argv...)
 	cmd.Stdout, cmd.Stderr = lf, lf
 	cmd.Env = append(os.Environ(), extraEnv...)
 	// Pdeathsig: if the bench dies without cleaning up, the leader still goes

@@ -13,16 +13,28 @@ import (
 func (b *bench) report(res *results) string {
 	o := b.o
 	var w strings.Builder
-	fmt.Fprintf(&w, "#### TCP mode (`mode tcp`)\n\n")
-	fmt.Fprintf(&w, "Measured %s with `go run ./test/bench/tcp -palisade %s -runs %d -duration %v` (`make bench-tcp`).\n",
-		time.Now().UTC().Format("2006-01-02"), o.palisade, o.runs, o.duration)
+	cmdline, target := fmt.Sprintf("go run ./test/bench/tcp -palisade %s -runs %d -duration %v", o.palisade, o.runs, o.duration), "bench-tcp"
+	placement := "the proxies and load generators sharing the CPUs"
+	if o.pin.on() {
+		proxy, load := cpuListString(o.pin.proxy), cpuListString(o.pin.load)
+		cmdline += fmt.Sprintf(" -pin %s:%s", proxy, load)
+		target = "bench-tcp-pinned"
+		placement = fmt.Sprintf("the proxy under test alone on CPU %s, nginx, wrk and the bulk client on CPU %s (taskset); "+
+			"direct runs leave CPU %s idle", proxy, load, proxy)
+	}
+	title := "TCP mode (`mode tcp`)"
+	if o.pin.on() {
+		title += ", the proxy on its own CPU"
+	}
+	fmt.Fprintf(&w, "#### %s\n\n", title)
+	fmt.Fprintf(&w, "Measured %s with `%s` (`make %s`).\n", time.Now().UTC().Format("2006-01-02"), cmdline, target)
 	fmt.Fprintf(&w, "%d CPUs (%s), Linux %s; %s; HAProxy %s (`nbthread %d`); nginx %s (`worker_processes 1`, "+
-		"two ports = the two servers); wrk %s. Everything on loopback, one machine, the proxies and load generators "+
-		"sharing the CPUs. Medians of %d alternating runs of %v (range in brackets). Proxy CPU is utime+stime of all "+
+		"two ports = the two servers); wrk %s. Everything on loopback, one machine, %s. "+
+		"Medians of %d alternating runs of %v (range in brackets). Proxy CPU is utime+stime of all "+
 		"its threads (`/proc/PID/stat`) during the run, divided by requests served (or GB moved); machine CPU is the "+
 		"same for the whole machine (proxy, wrk, nginx, kernel; `/proc/stat`), and machine idle its idle share.\n\n",
 		runtime.NumCPU(), b.info["cpu"], b.info["kernel"], b.info["palisade"], b.info["haproxy"], o.nbthread,
-		b.info["nginx"], b.info["wrk"], o.runs, o.duration)
+		b.info["nginx"], b.info["wrk"], placement, o.runs, o.duration)
 
 	fmt.Fprintf(&w, "| test | target | throughput | p99 latency | proxy CPU | proxy context switches | machine CPU | machine idle | errors |\n|---|---|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, sc := range res.scenarios {

@@ -130,7 +130,7 @@ func setup(ctx context.Context, o options, tools toolPaths, logf func(string, ..
 	if err := os.WriteFile(ngConf, []byte(nginxConf(dir, www, n1, n2)), 0o644); err != nil {
 		return b, err
 	}
-	if b.nginx, err = b.env.start("nginx", tools.nginx, []string{"-p", dir, "-e", filepath.Join(dir, "logs", "error.log"), "-c", ngConf}, nil); err != nil {
+	if b.nginx, err = b.env.start("nginx", o.pin.load, tools.nginx, []string{"-p", dir, "-e", filepath.Join(dir, "logs", "error.log"), "-c", ngConf}, nil); err != nil {
 		return b, err
 	}
 	for _, a := range b.backend {
@@ -147,7 +147,7 @@ func setup(ctx context.Context, o options, tools toolPaths, logf func(string, ..
 	if out, err := exec.CommandContext(ctx, o.palisade, "check", "-c", palConf).CombinedOutput(); err != nil {
 		return b, fmt.Errorf("palisade check -c %s: %v\n%s", palConf, err, out)
 	}
-	palProc, err := b.env.start("palisade", o.palisade, []string{"run", "-c", palConf}, nil)
+	palProc, err := b.env.start("palisade", o.pin.proxy, o.palisade, []string{"run", "-c", palConf}, nil)
 	if err != nil {
 		return b, err
 	}
@@ -163,7 +163,7 @@ func setup(ctx context.Context, o options, tools toolPaths, logf func(string, ..
 		if out, err := exec.CommandContext(ctx, tools.haproxy, "-c", "-f", cfg).CombinedOutput(); err != nil {
 			return nil, fmt.Errorf("haproxy -c -f %s: %v\n%s", cfg, err, out)
 		}
-		return b.env.start(name, tools.haproxy, []string{"-f", cfg, "-db"}, nil)
+		return b.env.start(name, o.pin.proxy, tools.haproxy, []string{"-f", cfg, "-db"}, nil)
 	}
 	hapProc, err := startHAProxy("haproxy", "option splice-auto", hp, hi)
 	if err != nil {
