@@ -765,9 +765,9 @@ func (s *esession) fail(e *end, errno unix.Errno) bool {
 	reset := errno == unix.ECONNRESET || errno == unix.EPIPE
 	switch {
 	case e == &s.c && reset:
-		s.close("client_reset")
+		s.end("client_reset", true)
 	case e == &s.c:
-		s.close("client_error")
+		s.end("client_error", true)
 	case reset:
 		s.close("server_reset")
 	default:
@@ -836,7 +836,15 @@ func (s *esession) abort(reason string) {
 
 // close ends a session in any state but closed: both sockets close, buffers
 // and pipes go back, counters and the access log line are written.
-func (s *esession) close(reason string) {
+func (s *esession) close(reason string) { s.end(reason, false) }
+
+// end closes the session; resetServer closes the server side with a reset
+// instead of a FIN. A client whose side failed (a reset, or an error such as
+// a keep-alive timeout) has aborted, not finished: the server is told so, as
+// a direct client's reset would tell it, and can drop the work it was doing
+// for it (HAProxy does the same). A failed server side is passed on as a
+// clean close, as HAProxy does, after whatever it sent.
+func (s *esession) end(reason string, resetServer bool) {
 	if s.state == stClosed {
 		return
 	}
@@ -852,7 +860,7 @@ func (s *esession) close(reason string) {
 			pipes.Put(e.p, e.inPipe == 0)
 			e.p = nil
 		}
-		l.closeEnd(e, false)
+		l.closeEnd(e, resetServer && e == &s.s)
 	}
 	f := s.f
 	s.flushBytes()
