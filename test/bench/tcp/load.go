@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -228,7 +229,23 @@ type idleResult struct {
 	fdsBefore, fds int
 	threads        int
 	nofile         string
-	slabGrowth     int64 // kB, /proc/meminfo Slab: the whole machine's kernel slab
+	slabGrowth     int64            // kB, the whole machine's kernel slab
+	slabSource     string           // what slabGrowth was read from
+	slabByCache    map[string]int64 // bytes, with /proc/slabinfo only
+}
+
+// topSlab is the n caches that grew most, as "name +N KiB" strings.
+func (r idleResult) topSlab(n int) []string {
+	names := make([]string, 0, len(r.slabByCache))
+	for k := range r.slabByCache {
+		names = append(names, k)
+	}
+	slices.SortFunc(names, func(a, b string) int { return cmp.Compare(r.slabByCache[b], r.slabByCache[a]) })
+	var out []string
+	for _, k := range names[:min(n, len(names))] {
+		out = append(out, fmt.Sprintf("%s %+.0f KiB", k, float64(r.slabByCache[k])/1024))
+	}
+	return out
 }
 
 // fdsPerConn is the proxy's open file descriptors per proxied connection.
@@ -239,7 +256,8 @@ func (r idleResult) fdsPerConn() float64 { return float64(r.fds-r.fdsBefore) / f
 // closes them all and waits until the proxy has closed the server side too.
 func runIdle(ctx context.Context, addr string, n int, h *holder, pid int) (idleResult, error) {
 	r := idleResult{n: n, fdsBefore: fdCount(pid), nofile: nofileLimit(pid)}
-	slab0, _ := meminfoKB("Slab")
+	slab0, slabErr := slabInUse()
+	meminfo0, _ := meminfoKB("Slab")
 	var err error
 	if r.rssBefore, err = statusKB(pid, "VmRSS"); err != nil {
 		return r, err
@@ -290,8 +308,15 @@ func runIdle(ctx context.Context, addr string, n int, h *holder, pid int) (idleR
 	}
 	r.fds = fdCount(pid)
 	r.threads = threadCount(pid)
-	if slab1, err := meminfoKB("Slab"); err == nil && slab0 > 0 {
-		r.slabGrowth = slab1 - slab0
+	if slab1, err := slabInUse(); err == nil && slabErr == nil {
+		r.slabByCache = slabGrowth(slab0, slab1)
+		var sum int64
+		for _, v := range r.slabByCache {
+			sum += v
+		}
+		r.slabGrowth, r.slabSource = sum/1024, "`/proc/slabinfo` objects in use × size"
+	} else if meminfo1, err := meminfoKB("Slab"); err == nil && meminfo0 > 0 {
+		r.slabGrowth, r.slabSource = meminfo1-meminfo0, "`/proc/meminfo` Slab, freed objects the caches keep included"
 	}
 	return r, nil
 }

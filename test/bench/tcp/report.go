@@ -98,8 +98,8 @@ func (b *bench) report(res *results) string {
 		fmt.Fprintf(&w, "| VmRSS before | %s | %s | |\n", fmtKB(p.rssBefore), fmtKB(h.rssBefore))
 		fmt.Fprintf(&w, "| RSS growth per connection | %.1f KiB | %.1f KiB | %s |\n", perConn(p)/1024, perConn(h)/1024,
 			fmtRatio(perConn(p)/perConn(h)))
-		fmt.Fprintf(&w, "| kernel slab growth, whole machine (`/proc/meminfo` Slab; includes the client and server ends) | %s | %s | %s |\n",
-			fmtKB(p.slabGrowth), fmtKB(h.slabGrowth), fmtRatio(float64(p.slabGrowth)/float64(h.slabGrowth)))
+		fmt.Fprintf(&w, "| kernel slab growth, whole machine (%s; includes the client and server ends) | %s | %s | %s |\n",
+			p.slabSource, fmtKB(p.slabGrowth), fmtKB(h.slabGrowth), fmtRatio(float64(p.slabGrowth)/float64(h.slabGrowth)))
 		fmt.Fprintf(&w, "| open fds | %d | %d | %s |\n", p.fds, h.fds, fmtRatio(float64(p.fds)/float64(h.fds)))
 		fmt.Fprintf(&w, "| fds per proxied connection | %.2f | %.2f | %s |\n", p.fdsPerConn(), h.fdsPerConn(), fmtRatio(p.fdsPerConn()/h.fdsPerConn()))
 		fmt.Fprintf(&w, "| threads | %d | %d | |\n", p.threads, h.threads)
