@@ -256,6 +256,7 @@ func (r idleResult) fdsPerConn() float64 { return float64(r.fds-r.fdsBefore) / f
 // closes them all and waits until the proxy has closed the server side too.
 func runIdle(ctx context.Context, addr string, n int, h *holder, pid int) (idleResult, error) {
 	r := idleResult{n: n, fdsBefore: fdCount(pid), nofile: nofileLimit(pid)}
+	waitSocketsSettle(ctx, 15*time.Second)
 	slab0, slabErr := slabInUse()
 	meminfo0, _ := meminfoKB("Slab")
 	var err error

@@ -362,6 +362,54 @@ func slabInUse() (map[string]int64, error) {
 	return m, nil
 }
 
+// tcpAlloc is the kernel's count of allocated TCP sockets (/proc/net/sockstat).
+func tcpAlloc() (int64, error) {
+	b, err := os.ReadFile("/proc/net/sockstat")
+	if err != nil {
+		return 0, err
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		rest, ok := strings.CutPrefix(l, "TCP:")
+		if !ok {
+			continue
+		}
+		f := strings.Fields(rest)
+		for i := 0; i+1 < len(f); i += 2 {
+			if f[i] == "alloc" {
+				return strconv.ParseInt(f[i+1], 10, 64)
+			}
+		}
+	}
+	return 0, fmt.Errorf("no TCP alloc in /proc/net/sockstat")
+}
+
+// waitSocketsSettle waits, up to d, until the count of allocated TCP sockets
+// has not moved for half a second: the sockets of a run just ended are freed
+// before the next run's kernel memory is read.
+func waitSocketsSettle(ctx context.Context, d time.Duration) {
+	prev, err := tcpAlloc()
+	if err != nil {
+		return
+	}
+	deadline := time.Now().Add(d)
+	for still := 0; still < 5 && time.Now().Before(deadline); {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
+		n, err := tcpAlloc()
+		if err != nil {
+			return
+		}
+		if n == prev {
+			still++
+		} else {
+			still, prev = 0, n
+		}
+	}
+}
+
 // slabGrowth is what grew between two slabInUse readings, in bytes, by cache.
 func slabGrowth(before, after map[string]int64) map[string]int64 {
 	g := map[string]int64{}

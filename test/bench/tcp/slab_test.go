@@ -46,3 +46,18 @@ func TestSlabInUse(t *testing.T) {
 		t.Errorf("no TCP socket in use in /proc/slabinfo's TCP cache (%d caches read)", len(m))
 	}
 }
+
+func TestTCPAlloc(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	n, err := tcpAlloc()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n < 1 {
+		t.Errorf("TCP alloc %d with a listener open, want at least 1", n)
+	}
+}
