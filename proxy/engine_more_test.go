@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"io"
 	"net"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -53,6 +54,43 @@ func TestEngineBulkStartLeavesFull(t *testing.T) {
 func TestEngineFINRidesOnLastBytes(t *testing.T) {
 	t.Parallel()
 	const reply = "HTTP/1.0 200 OK\r\nContent-Length: 5\r\n\r\nhello"
+	cap := answerThenFIN(t, reply)
+	seg := cap.Next(t, 5*time.Second)
+	if seg.Len != len(reply) || !seg.FIN {
+		t.Fatalf("the first segment to the client carried %d bytes, FIN %v; want the %d-byte reply with the FIN", seg.Len, seg.FIN, len(reply))
+	}
+}
+
+// TestEngineFINRidesOnLastSplicedBytes: the same for an answer large enough
+// to be spliced (over the 16 KiB buffer): the FIN found behind it goes out
+// with its last segment, not as a segment of its own.
+func TestEngineFINRidesOnLastSplicedBytes(t *testing.T) {
+	t.Parallel()
+	reply := strings.Repeat("0123456789abcdef", 40<<10/16) // 40 KiB: within the first receive window
+	cap := answerThenFIN(t, reply)
+	var segs []testutil.Segment
+	for n := 0; ; {
+		seg := cap.Next(t, 5*time.Second)
+		segs = append(segs, seg)
+		n += seg.Len
+		if seg.FIN {
+			if seg.Len == 0 {
+				t.Fatalf("segments to the client %v: the FIN came on its own after the reply", segs)
+			}
+			if n != len(reply) {
+				t.Fatalf("segments to the client %v carried %d bytes up to the FIN, want %d", segs, n, len(reply))
+			}
+			return
+		}
+	}
+}
+
+// answerThenFIN sends a request through a proxy whose server answers reply
+// and shuts its side down while the proxy's loops are held, so that the
+// proxy finds both there when it next reads; it returns the capture of what
+// the client received, after checking the client read reply and EOF.
+func answerThenFIN(t *testing.T, reply string) *testutil.Capture {
+	t.Helper()
 	p := heldProxy(t, FrontendConfig{}, func(c *net.TCPConn) {
 		c.Write([]byte(reply))
 		c.CloseWrite()
@@ -63,12 +101,9 @@ func TestEngineFINRidesOnLastBytes(t *testing.T) {
 	io.WriteString(c, "GET / HTTP/1.0\n")
 	got, err := io.ReadAll(c)
 	if err != nil || string(got) != reply {
-		t.Fatalf("read %q, %v; want the reply, then EOF", got, err)
+		t.Fatalf("read %d bytes, %v; want the %d-byte reply, then EOF", len(got), err, len(reply))
 	}
-	seg := cap.Next(t, 5*time.Second)
-	if seg.Len != len(reply) || !seg.FIN {
-		t.Fatalf("the first segment to the client carried %d bytes, FIN %v; want the %d-byte reply with the FIN", seg.Len, seg.FIN, len(reply))
-	}
+	return cap
 }
 
 // TestEngineServerResetAfterLastBytes: a server that answers and resets,

@@ -37,6 +37,7 @@ type end struct {
 	p      *pipes.Pipe // splice pipe and bytes in it, or nil
 	inPipe int
 	splice bool  // the last read filled the buffer: move bulk with splice
+	corked bool  // TCP_CORK is on: the last bytes wait for the FIN
 	last   int64 // last read or write (loop clock), for inactivity timeouts
 }
 
@@ -546,6 +547,14 @@ func (s *esession) flow(src, dst *end) bool {
 			if !dst.writable {
 				return true
 			}
+			if src.eof && !src.finished && !dst.corked {
+				// The EOF is behind these bytes: their last segment
+				// waits for the FIN passed on below and leaves with it.
+				// MSG_MORE would not hold it: an ACK for the segments
+				// before it, coming in before the shutdown, sends it.
+				rawsock.SetInt(dst.fd, unix.IPPROTO_TCP, unix.TCP_CORK, 1)
+				dst.corked = true
+			}
 			n, e := rawsock.Splice(src.p.R, dst.fd, src.inPipe)
 			if e == unix.EAGAIN {
 				dst.writable = false
@@ -716,6 +725,19 @@ func (s *esession) takePipe(src *end) bool {
 // rides on the reply. At EOF (0 bytes) the pipe goes back too.
 func (s *esession) pipeIn(src *end) (int, unix.Errno) {
 	n, e := rawsock.Splice(src.fd, src.p.W, src.p.Size)
+	if e == 0 && n > 0 && n < src.p.Size && src.rdhup {
+		// The peer's FIN is in: look for the EOF behind these bytes now,
+		// so that it goes with them (as flow does for a short read).
+		m, e2 := rawsock.Splice(src.fd, src.p.W, src.p.Size-n)
+		switch {
+		case e2 == 0 && m == 0:
+			src.eof = true
+		case e2 == 0:
+			n += m
+		case e2 != unix.EAGAIN && e2 != unix.EINTR:
+			src.rerr = e2 // a reset: acted on once these bytes are passed on
+		}
+	}
 	switch {
 	case e == unix.EAGAIN:
 		rawsock.AckNow(src.fd)
