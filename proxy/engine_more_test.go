@@ -202,3 +202,35 @@ func TestEngineProxyHeaderJoinsFirstBytes(t *testing.T) {
 		t.Fatal("the server got nothing")
 	}
 }
+
+// TestEngineHalfClosedSessionKeepsNoPipe: once a spliced direction has
+// passed its EOF on, its pipe goes back to the pool even while the other
+// direction stays open (a half-closed session holds no pipe for the way
+// that ended).
+func TestEngineHalfClosedSessionKeepsNoPipe(t *testing.T) {
+	t.Parallel()
+	reply := strings.Repeat("0123456789abcdef", 40<<10/16) // spliced, and found with the FIN
+	p := heldProxy(t, FrontendConfig{}, func(c *net.TCPConn) {
+		c.Write([]byte(reply))
+		c.CloseWrite()
+		testutil.AckWait(c, 5*time.Second)
+	})
+	c := dial(t, p.addr)
+	io.WriteString(c, "GET / HTTP/1.0\n")
+	got, err := io.ReadAll(c) // the client's own side stays open
+	if err != nil || string(got) != reply {
+		t.Fatalf("read %d bytes, %v; want the %d-byte reply, then EOF", len(got), err, len(reply))
+	}
+	var finished, piped int
+	for _, s := range p.sessions(t) {
+		if s.s.finished {
+			finished++
+			if s.s.p != nil {
+				piped++
+			}
+		}
+	}
+	if finished != 1 || piped != 0 {
+		t.Fatalf("%d sessions with the server's way finished, %d of them holding its pipe; want 1 and 0", finished, piped)
+	}
+}

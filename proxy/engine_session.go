@@ -626,6 +626,12 @@ func (s *esession) flow(src, dst *end) bool {
 		if src.eof {
 			if !src.finished {
 				src.finished = true
+				if src.p != nil {
+					// the EOF was found with the last bytes (pipeIn):
+					// a half-closed session keeps no pipe for this way
+					pipes.Put(src.p, true)
+					src.p = nil
+				}
 				s.done++
 				if s.done == 2 {
 					s.close("closed")

@@ -266,6 +266,38 @@ func newFDs(before, after map[int]string) []string {
 	return out
 }
 
+// sessions is a copy, taken on each loop's goroutine, of the tcp sessions
+// the proxy's loops serve now.
+func (p *testProxy) sessions(t testing.TB) []esession {
+	t.Helper()
+	e := p.ls.engine
+	e.mu.Lock()
+	loops := e.loops
+	e.mu.Unlock()
+	var out []esession
+	for _, l := range loops {
+		done := make(chan []esession, 1)
+		if !l.post(func() {
+			var ss []esession
+			for _, tr := range l.sessions {
+				if s, ok := tr.(*esession); ok && s.state != stClosed {
+					ss = append(ss, *s)
+				}
+			}
+			done <- ss
+		}) {
+			t.Fatal("a loop has ended")
+		}
+		select {
+		case ss := <-done:
+			out = append(out, ss...)
+		case <-time.After(5 * time.Second):
+			t.Fatal("a loop did not run the posted function in 5s")
+		}
+	}
+	return out
+}
+
 // hold stops every event loop of the proxy (each runs a function that waits)
 // until release is called, also at the end of the test: what arrives on its
 // sockets meanwhile is all there when a loop next reads. ok is false if a
