@@ -42,6 +42,10 @@ func CaptureTo(t testing.TB, c net.Conn) *Capture {
 		t.Fatalf("packet socket: %v", err)
 	}
 	t.Cleanup(func() { unix.Close(fd) })
+	// room for every segment of a transfer of a few MiB (each queued
+	// packet counts its whole buffer, not the 128 bytes kept): a queue
+	// that overflows drops segments, the FIN among them
+	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 32<<20)
 	// offsets are from the IP header (SOCK_DGRAM), which on lo has no
 	// options; 128 bytes of each segment are enough for its headers
 	prog, err := bpf.Assemble([]bpf.Instruction{
@@ -87,6 +91,24 @@ func (c *Capture) Next(t testing.TB, d time.Duration) Segment {
 		t.Fatal(err)
 	}
 	return seg
+}
+
+// ToFIN is the captured segments up to the first that carries a FIN,
+// and their bytes in all; the test fails if the FIN does not come within d.
+func (c *Capture) ToFIN(t testing.TB, d time.Duration) (segs []Segment, bytes int) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		seg, err := c.next(deadline)
+		if err != nil {
+			t.Fatalf("after %v: %v", segs, err)
+		}
+		segs = append(segs, seg)
+		bytes += seg.Len
+		if seg.FIN {
+			return segs, bytes
+		}
+	}
 }
 
 func (c *Capture) next(deadline time.Time) (Segment, error) {

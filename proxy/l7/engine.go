@@ -94,7 +94,7 @@ type econn struct {
 	mu         sync.Mutex
 	handed     net.Conn // set by handoff
 	gen        uint64   // connections served by this (pooled) econn so far
-	finMore    bool     // the last response went with MSG_MORE, for the FIN to join it
+	finMore    bool     // the last response went with MSG_MORE (or corked), for the FIN to join it
 }
 
 // EngineOptions are a frontend's settings ServeEngine applies beyond the
@@ -1087,6 +1087,14 @@ func (e *econn) spliceBody() bool {
 			if !e.cWrite {
 				e.setDeadline(e.lp.Now() + int64(h.cfg.Timeouts.Client))
 				return false
+			}
+			if e.rem == 0 && !e.cliKeep && !e.finMore {
+				// the connection closes after these last bytes: they wait
+				// for the FIN, which closeAll's shutdown sends with them.
+				// Corked, as MSG_MORE would not hold them: an ACK for the
+				// segments before, coming in first, would send them alone.
+				rawsock.SetInt(e.fd, unix.IPPROTO_TCP, unix.TCP_CORK, 1)
+				e.finMore = true
 			}
 			n, en := rawsock.Splice(e.p.R, e.fd, e.inPipe)
 			switch {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -116,21 +117,46 @@ func TestEngineBodyEndsBeforeHeadSent(t *testing.T) {
 // The last response on a connection the proxy closes (Connection: close)
 // leaves with the FIN in one segment, not a FIN (and its ACK) of its own.
 func TestEngineFINRidesOnLastResponse(t *testing.T) {
-	p := helloProxy(t)
-	if p.loop == nil {
-		t.Skip("event-loop path only (L7_GOROUTINE is set)")
-	}
-	c, _ := dialWithin(t, p.addr, 10*time.Second)
-	cap := testutil.CaptureTo(t, c)
-	io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
-	got, err := io.ReadAll(c)
-	if err != nil || !bytes.HasSuffix(got, []byte("\r\n\r\nhello")) {
-		t.Fatalf("read %q, %v; want the response, then EOF", got, err)
-	}
+	got, cap := lastResponse(t, helloProxy(t), "hello")
 	seg := cap.Next(t, 5*time.Second)
 	if seg.Len != len(got) || !seg.FIN {
 		t.Fatalf("the first segment to the client carried %d bytes, FIN %v; want the %d-byte response with the FIN", seg.Len, seg.FIN, len(got))
 	}
+}
+
+// TestEngineFINRidesOnLastSplicedResponse: the same for a response whose
+// body is large enough to be spliced (over spliceMin).
+func TestEngineFINRidesOnLastSplicedResponse(t *testing.T) {
+	body := strings.Repeat("0123456789abcdef", 100<<10/16) // spliced: over spliceMin
+	s := scripted(t, map[string]string{"/": fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(body), body)})
+	p := startProxy(t, Config{DefaultBackend: "app"}, fakeBackends{"app": {name: "app", servers: []*fakeServer{s}}})
+	got, cap := lastResponse(t, p, body)
+	segs, n := cap.ToFIN(t, 5*time.Second)
+	if segs[len(segs)-1].Len == 0 || n != len(got) {
+		t.Fatalf("segments to the client %v (%d bytes up to the FIN, of %d): want the FIN on the last bytes", segs, n, len(got))
+	}
+}
+
+// lastResponse sends one GET with Connection: close through p's event-loop
+// path (the test is skipped on the goroutine path) and reads the response,
+// which must end with body, and the EOF; it returns the response and the
+// capture of what the client received.
+func lastResponse(t *testing.T, p *proxy, body string) ([]byte, *testutil.Capture) {
+	t.Helper()
+	if p.loop == nil {
+		t.Skip("event-loop path only (L7_GOROUTINE is set)")
+	}
+	// a window that never holds the proxy's last bytes back: they would
+	// wait in its socket for the FIN to join them, and hide a FIN of its own
+	c := testutil.DialWideWindow(t, p.addr)
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	cap := testutil.CaptureTo(t, c)
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+	got, err := io.ReadAll(c)
+	if err != nil || !bytes.HasSuffix(got, []byte("\r\n\r\n"+body)) {
+		t.Fatalf("read %d bytes, %v; want the response, then EOF", len(got), err)
+	}
+	return got, cap
 }
 
 // The last response, held back for the FIN (MSG_MORE), still reaches a
