@@ -35,7 +35,6 @@ func TestEngineBulkStartLeavesFull(t *testing.T) {
 		testutil.AckedWait(c, before, 64<<10, 5*time.Second)
 	})
 	c := testutil.DialWideWindow(t, p.addr)
-	c.SetDeadline(time.Now().Add(10 * time.Second))
 	cap := testutil.CaptureTo(t, c)
 	io.WriteString(c, "go\n")
 	if _, err := io.ReadFull(c, make([]byte, reply)); err != nil {
@@ -82,15 +81,10 @@ func TestEngineFINRidesOnLastSplicedBytes(t *testing.T) {
 // the client received, after checking the client read reply and EOF.
 func answerThenFIN(t *testing.T, reply string) *testutil.Capture {
 	t.Helper()
-	p := heldProxy(t, FrontendConfig{}, func(c *net.TCPConn) {
-		c.Write([]byte(reply))
-		c.CloseWrite()
-		testutil.AckWait(c, 5*time.Second) // the answer and the FIN are in
-	})
+	p := heldProxy(t, FrontendConfig{}, replyThenFIN(reply))
 	// a window that never holds the proxy's last bytes back: they would
 	// wait in its socket for the FIN to join them, and hide a FIN of its own
 	c := testutil.DialWideWindow(t, p.addr)
-	c.SetDeadline(time.Now().Add(10 * time.Second))
 	cap := testutil.CaptureTo(t, c)
 	io.WriteString(c, "GET / HTTP/1.0\n")
 	got, err := io.ReadAll(c)
@@ -98,6 +92,16 @@ func answerThenFIN(t *testing.T, reply string) *testutil.Capture {
 		t.Fatalf("read %d bytes, %v; want the %d-byte reply, then EOF", len(got), err, len(reply))
 	}
 	return cap
+}
+
+// replyThenFIN is a heldProxy server's answer: reply, then its FIN, both in
+// the proxy's socket before the proxy reads.
+func replyThenFIN(reply string) func(c *net.TCPConn) {
+	return func(c *net.TCPConn) {
+		c.Write([]byte(reply))
+		c.CloseWrite()
+		testutil.AckWait(c, 5*time.Second)
+	}
 }
 
 // TestEngineServerResetAfterLastBytes: a server that answers and resets,
@@ -204,11 +208,7 @@ func TestEngineProxyHeaderJoinsFirstBytes(t *testing.T) {
 func TestEngineHalfClosedSessionKeepsNoPipe(t *testing.T) {
 	t.Parallel()
 	reply := strings.Repeat("0123456789abcdef", 40<<10/16) // spliced, and found with the FIN
-	p := heldProxy(t, FrontendConfig{}, func(c *net.TCPConn) {
-		c.Write([]byte(reply))
-		c.CloseWrite()
-		testutil.AckWait(c, 5*time.Second)
-	})
+	p := heldProxy(t, FrontendConfig{}, replyThenFIN(reply))
 	c := dial(t, p.addr)
 	io.WriteString(c, "GET / HTTP/1.0\n")
 	got, err := io.ReadAll(c) // the client's own side stays open

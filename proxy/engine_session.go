@@ -37,7 +37,6 @@ type end struct {
 	p      *pipes.Pipe // splice pipe and bytes in it, or nil
 	inPipe int
 	splice bool  // the last read filled the buffer: move bulk with splice
-	corked bool  // TCP_CORK is on: the last bytes wait for the FIN
 	last   int64 // last read or write (loop clock), for inactivity timeouts
 }
 
@@ -547,14 +546,6 @@ func (s *esession) flow(src, dst *end) bool {
 			if !dst.writable {
 				return true
 			}
-			if src.eof && !src.finished && !dst.corked {
-				// The EOF is behind these bytes: their last segment
-				// waits for the FIN passed on below and leaves with it.
-				// MSG_MORE would not hold it: an ACK for the segments
-				// before it, coming in before the shutdown, sends it.
-				rawsock.SetInt(dst.fd, unix.IPPROTO_TCP, unix.TCP_CORK, 1)
-				dst.corked = true
-			}
 			n, e := rawsock.Splice(src.p.R, dst.fd, src.inPipe)
 			if e == unix.EAGAIN {
 				dst.writable = false
@@ -583,7 +574,7 @@ func (s *esession) flow(src, dst *end) bool {
 				// segments, not as a short one of its own (see
 				// l7's econn.flushOut: a Linux client's receive window
 				// would not grow).
-				n, e := s.pipeIn(src)
+				n, e := s.pipeIn(src, dst)
 				if e != 0 && e != unix.EAGAIN && e != unix.EINTR {
 					src.rerr = e // acted on once the buffer's bytes are out
 				}
@@ -655,7 +646,7 @@ func (s *esession) flow(src, dst *end) bool {
 			if src.p == nil && !s.takePipe(src) {
 				continue
 			}
-			n, e := s.pipeIn(src)
+			n, e := s.pipeIn(src, dst)
 			switch {
 			case e == unix.EAGAIN:
 				return true
@@ -698,16 +689,9 @@ func (s *esession) flow(src, dst *end) bool {
 		default:
 			// the peer's FIN is in: the read that finds it comes before
 			// these bytes go, so that the FIN can go with them
-			m, e := rawsock.Read(src.fd, b[n:])
-			switch {
-			case e == 0 && m == 0:
-				src.eof = true
-			case e == 0:
-				src.n += m
-				budget -= m
-			case e != unix.EAGAIN && e != unix.EINTR:
-				src.rerr = e // a reset: acted on once these bytes are passed on
-			}
+			m := src.afterFIN(rawsock.Read(src.fd, b[n:]))
+			src.n += m
+			budget -= m
 		}
 	}
 }
@@ -728,20 +712,18 @@ func (s *esession) takePipe(src *end) bool {
 // goes back to waiting with neither pipe nor buffer, and the bulk read so
 // far is acknowledged now: a sender waiting for that ACK would wait for the
 // delayed-ACK timer (40 ms). Short exchanges keep the delayed ACK, which
-// rides on the reply. At EOF (0 bytes) the pipe goes back too.
-func (s *esession) pipeIn(src *end) (int, unix.Errno) {
+// rides on the reply. At EOF (0 bytes) the pipe goes back too. dst is where
+// the bytes go (corked when the EOF is found behind them).
+func (s *esession) pipeIn(src, dst *end) (int, unix.Errno) {
 	n, e := rawsock.Splice(src.fd, src.p.W, src.p.Size)
 	if e == 0 && n > 0 && n < src.p.Size && src.rdhup {
 		// The peer's FIN is in: look for the EOF behind these bytes now,
-		// so that it goes with them (as flow does for a short read).
-		m, e2 := rawsock.Splice(src.fd, src.p.W, src.p.Size-n)
-		switch {
-		case e2 == 0 && m == 0:
-			src.eof = true
-		case e2 == 0:
-			n += m
-		case e2 != unix.EAGAIN && e2 != unix.EINTR:
-			src.rerr = e2 // a reset: acted on once these bytes are passed on
+		// so that it goes with them (as flow does for a short read). They
+		// leave in several splices, the last segment corked until the
+		// shutdown that passes the FIN on.
+		n += src.afterFIN(rawsock.Splice(src.fd, src.p.W, src.p.Size-n))
+		if src.eof {
+			rawsock.Cork(dst.fd)
 		}
 	}
 	switch {
@@ -760,6 +742,22 @@ func (s *esession) pipeIn(src *end) (int, unix.Errno) {
 		src.last = s.l.now
 	}
 	return n, e
+}
+
+// afterFIN takes the result of a read or splice made, after the peer's FIN
+// came in, to find the EOF behind bytes about to be passed on: it notes the
+// EOF (0 bytes) or a reset (kept in rerr until those bytes are out), and
+// returns the bytes it found instead, if any.
+func (e *end) afterFIN(n int, err unix.Errno) int {
+	switch {
+	case err == 0 && n == 0:
+		e.eof = true
+	case err == 0:
+		return n
+	case err != unix.EAGAIN && err != unix.EINTR:
+		e.rerr = err
+	}
+	return 0
 }
 
 func (s *esession) moved(src *end, n int) {
@@ -868,7 +866,7 @@ func (s *esession) close(reason string) { s.end(reason, false) }
 
 // end closes the session; resetServer closes the server side with a reset
 // instead of a FIN. A client whose side failed (a reset, or an error such as
-// a keep-alive timeout) has aborted, not finished: the server is told so, as
+// a TCP keepalive timeout) has aborted, not finished: the server is told so, as
 // a direct client's reset would tell it, and can drop the work it was doing
 // for it (HAProxy does the same). A failed server side is passed on as a
 // clean close, as HAProxy does, after whatever it sent.

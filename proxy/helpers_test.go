@@ -266,16 +266,20 @@ func newFDs(before, after map[int]string) []string {
 	return out
 }
 
+// loops is the proxy's event loops.
+func (p *testProxy) loops() []*loop {
+	e := p.ls.engine
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.loops
+}
+
 // sessions is a copy, taken on each loop's goroutine, of the tcp sessions
 // the proxy's loops serve now.
 func (p *testProxy) sessions(t testing.TB) []esession {
 	t.Helper()
-	e := p.ls.engine
-	e.mu.Lock()
-	loops := e.loops
-	e.mu.Unlock()
 	var out []esession
-	for _, l := range loops {
+	for _, l := range p.loops() {
 		done := make(chan []esession, 1)
 		if !l.post(func() {
 			var ss []esession
@@ -303,10 +307,7 @@ func (p *testProxy) sessions(t testing.TB) []esession {
 // sockets meanwhile is all there when a loop next reads. ok is false if a
 // loop has ended. Safe to call from any goroutine.
 func (p *testProxy) hold(t testing.TB) (release func(), ok bool) {
-	e := p.ls.engine
-	e.mu.Lock()
-	loops := e.loops
-	e.mu.Unlock()
+	loops := p.loops()
 	done := make(chan struct{})
 	var once sync.Once
 	release = func() { once.Do(func() { close(done) }) }

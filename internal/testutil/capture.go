@@ -156,8 +156,8 @@ func htons(v uint16) uint16 { return binary.NativeEndian.Uint16([]byte{byte(v >>
 
 // DialWideWindow dials addr over TCP with a 1 MiB receive buffer, set before
 // the handshake: its window does not cap the peer's segments below 64 KiB
-// (Linux bounds a sender's segments to half the largest window seen). The
-// connection is closed when the test ends.
+// (Linux bounds a sender's segments to half the largest window seen). Its
+// reads and writes time out after 10 s; it is closed when the test ends.
 func DialWideWindow(t testing.TB, addr string) *net.TCPConn {
 	t.Helper()
 	d := net.Dialer{Timeout: 10 * time.Second, Control: func(_, _ string, rc syscall.RawConn) error {
@@ -172,5 +172,6 @@ func DialWideWindow(t testing.TB, addr string) *net.TCPConn {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(10 * time.Second))
 	return c.(*net.TCPConn)
 }

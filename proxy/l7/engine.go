@@ -1090,10 +1090,8 @@ func (e *econn) spliceBody() bool {
 			}
 			if e.rem == 0 && !e.cliKeep && !e.finMore {
 				// the connection closes after these last bytes: they wait
-				// for the FIN, which closeAll's shutdown sends with them.
-				// Corked, as MSG_MORE would not hold them: an ACK for the
-				// segments before, coming in first, would send them alone.
-				rawsock.SetInt(e.fd, unix.IPPROTO_TCP, unix.TCP_CORK, 1)
+				// for the FIN, which closeAll's shutdown sends with them
+				rawsock.Cork(e.fd)
 				e.finMore = true
 			}
 			n, en := rawsock.Splice(e.p.R, e.fd, e.inPipe)

@@ -149,7 +149,6 @@ func lastResponse(t *testing.T, p *proxy, body string) ([]byte, *testutil.Captur
 	// a window that never holds the proxy's last bytes back: they would
 	// wait in its socket for the FIN to join them, and hide a FIN of its own
 	c := testutil.DialWideWindow(t, p.addr)
-	c.SetDeadline(time.Now().Add(10 * time.Second))
 	cap := testutil.CaptureTo(t, c)
 	io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
 	got, err := io.ReadAll(c)

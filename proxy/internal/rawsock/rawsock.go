@@ -39,6 +39,12 @@ func Splice(in, out, n int) (int, unix.Errno) {
 // delayed-ACK timer, 40 ms or more on Linux.
 func AckNow(fd int) { SetInt(fd, unix.IPPROTO_TCP, unix.TCP_QUICKACK, 1) }
 
+// Cork holds fd's last partial segment back (TCP_CORK) until a shutdown or
+// close sends it with the FIN. Unlike MSG_MORE, which holds it only until
+// the next push, it also holds it when an ACK for earlier segments comes in
+// first and the kernel pushes what is queued.
+func Cork(fd int) { SetInt(fd, unix.IPPROTO_TCP, unix.TCP_CORK, 1) }
+
 func Close(fd int) { unix.RawSyscall(unix.SYS_CLOSE, uintptr(fd), 0, 0) }
 
 func ShutdownWrite(fd int) unix.Errno {

@@ -258,7 +258,10 @@ func runIdle(ctx context.Context, addr string, n int, h *holder, pid int) (idleR
 	r := idleResult{n: n, fdsBefore: fdCount(pid), nofile: nofileLimit(pid)}
 	waitSocketsSettle(ctx, 15*time.Second)
 	slab0, slabErr := slabInUse()
-	meminfo0, _ := meminfoKB("Slab")
+	var meminfo0 int64
+	if slabErr != nil { // not root: the cruder figure
+		meminfo0, _ = meminfoKB("Slab")
+	}
 	var err error
 	if r.rssBefore, err = statusKB(pid, "VmRSS"); err != nil {
 		return r, err
@@ -309,14 +312,14 @@ func runIdle(ctx context.Context, addr string, n int, h *holder, pid int) (idleR
 	}
 	r.fds = fdCount(pid)
 	r.threads = threadCount(pid)
-	if slab1, err := slabInUse(); err == nil && slabErr == nil {
+	if slab1, err := slabInUse(); slabErr == nil && err == nil {
 		r.slabByCache = slabGrowth(slab0, slab1)
 		var sum int64
 		for _, v := range r.slabByCache {
 			sum += v
 		}
 		r.slabGrowth, r.slabSource = sum/1024, "`/proc/slabinfo` objects in use × size"
-	} else if meminfo1, err := meminfoKB("Slab"); err == nil && meminfo0 > 0 {
+	} else if meminfo1, err := meminfoKB("Slab"); slabErr != nil && err == nil && meminfo0 > 0 {
 		r.slabGrowth, r.slabSource = meminfo1-meminfo0, "`/proc/meminfo` Slab, freed objects the caches keep included"
 	}
 	return r, nil
