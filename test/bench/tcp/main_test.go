@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -110,5 +111,57 @@ func TestParsePerfStat(t *testing.T) {
 	m := parsePerfStat(out)
 	if m["splice"] != 12345 || m["shutdown"] != 7 || len(m) != 2 {
 		t.Errorf("parsed %v", m)
+	}
+}
+
+func TestPairRounds(t *testing.T) {
+	rate := func(s sample) float64 { return s.rate }
+	mk := func(v ...float64) []sample {
+		var ss []sample
+		for _, x := range v {
+			ss = append(ss, sample{rate: x})
+		}
+		return ss
+	}
+	for _, tc := range []struct {
+		name      string
+		a, b      []sample
+		med       float64
+		ahead, of int
+		p         float64
+	}{
+		{"all ahead", mk(11, 12, 13, 14, 15), mk(10, 10, 10, 10, 10), 1.3, 5, 5, 1.0 / 32},
+		{"none ahead", mk(9, 9, 9), mk(10, 10, 10), 0.9, 0, 3, 1},
+		// 3 of 5 ahead: P(X >= 3) = (10+5+1)/32
+		{"some ahead", mk(11, 9, 11, 9, 11), mk(10, 10, 10, 10, 10), 1.1, 3, 5, 0.5},
+		// drift between rounds: the targets' own ranges overlap, yet
+		// palisade is ahead in every round
+		{"drift", mk(101, 121, 141), mk(100, 120, 140), 121.0 / 120, 3, 3, 1.0 / 8},
+		{"a tie is left out of the test", mk(10, 11), mk(10, 10), 1.05, 1, 2, 0.5},
+		{"unequal lengths use the common rounds", mk(11, 11, 11), mk(10), 1.1, 1, 1, 0.5},
+		{"a zero rate is left out", mk(11, 11), mk(0, 10), 1.1, 1, 1, 0.5},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := pairRounds(tc.a, tc.b, rate)
+			if math.Abs(got.med-tc.med) > 1e-9 || got.ahead != tc.ahead || got.of != tc.of || math.Abs(got.p-tc.p) > 1e-9 {
+				t.Errorf("pairRounds = %+v, want med %v ahead %d of %d p %v", got, tc.med, tc.ahead, tc.of, tc.p)
+			}
+		})
+	}
+}
+
+func TestSignTestP(t *testing.T) {
+	for _, tc := range []struct {
+		k, n int
+		want float64
+	}{
+		{0, 10, 1}, {10, 10, 1.0 / 1024}, {8, 10, 56.0 / 1024}, {5, 9, 0.5}, {12, 15, 576.0 / 32768},
+	} {
+		if got := signTestP(tc.k, tc.n); math.Abs(got-tc.want) > 1e-9 {
+			t.Errorf("signTestP(%d, %d) = %v, want %v", tc.k, tc.n, got, tc.want)
+		}
+	}
+	if !math.IsNaN(signTestP(0, 0)) {
+		t.Error("signTestP(0, 0) is not NaN")
 	}
 }

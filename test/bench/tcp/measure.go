@@ -16,6 +16,7 @@ type sample struct {
 	cpu    float64       // proxy CPU: ms per GB (bulk) or µs per request; NaN for direct
 	csw    float64       // proxy context switches per request (per MB for bulk); NaN for direct
 	mcpu   float64       // whole machine's busy CPU (proxy, load, backends, kernel) per request or per GB
+	segs   float64       // TCP segments the machine sent per request or per MB
 	idle   float64       // the machine's idle share of its CPU time during the run
 	count  int64         // requests (or complete GETs)
 	errors int64
@@ -51,7 +52,7 @@ func (b *bench) scenarios() []*scenario {
 				return sample{}, err
 			}
 			s := sample{rate: r.rps, p99: r.p99, count: r.requests, errors: r.errors, cpu: math.NaN(), csw: math.NaN()}
-			s.mcpu, s.idle = m.end(float64(r.requests))
+			s.mcpu, s.segs, s.idle = m.end(float64(r.requests))
 			s.mcpu *= 1e6 // µs per request
 			if t.p != nil && r.requests > 0 {
 				s.cpu = float64((c1 - c0).Microseconds()) / float64(r.requests)
@@ -74,8 +75,9 @@ func (b *bench) scenarios() []*scenario {
 					return sample{}, err
 				}
 				s := sample{rate: r.mbps(), p99: r.p99, count: int64(r.gets), cpu: math.NaN(), csw: math.NaN()}
-				s.mcpu, s.idle = m.end(float64(r.bytes) / 1e9)
+				s.mcpu, s.segs, s.idle = m.end(float64(r.bytes) / 1e9)
 				s.mcpu *= 1e3 // ms per GB
+				s.segs /= 1e3 // per MB
 				if t.p != nil && r.bytes > 0 {
 					s.cpu = float64((c1 - c0).Microseconds()) / 1e3 / (float64(r.bytes) / 1e9)
 					s.csw = float64(x1-x0) / (float64(r.bytes) / 1e6)
@@ -96,23 +98,32 @@ func (b *bench) scenarios() []*scenario {
 	}
 }
 
-// machine measures the whole machine's CPU over a run.
-type machine struct{ busy, idle time.Duration }
+// machine measures the whole machine's CPU and TCP segments over a run.
+type machine struct {
+	busy, idle time.Duration
+	segs       int64
+}
 
 func startMachine() machine {
 	b, i := machineCPU()
-	return machine{b, i}
+	return machine{b, i, tcpOutSegs()}
 }
 
-// end returns the busy CPU seconds per unit of work since start, and the
-// idle share of the machine's CPU time.
-func (m machine) end(units float64) (perUnit, idle float64) {
+// end returns the busy CPU seconds and the TCP segments sent (all of them on
+// loopback, so each one also received) per unit of work since start, and
+// the idle share of the machine's CPU time.
+func (m machine) end(units float64) (perUnit, segs, idle float64) {
 	b, i := machineCPU()
+	n := tcpOutSegs()
 	db, di := (b - m.busy).Seconds(), (i - m.idle).Seconds()
 	if units <= 0 || db+di <= 0 {
-		return math.NaN(), math.NaN()
+		return math.NaN(), math.NaN(), math.NaN()
 	}
-	return db / units, di / (db + di)
+	segs = math.NaN()
+	if m.segs > 0 && n >= m.segs {
+		segs = float64(n-m.segs) / units
+	}
+	return db / units, segs, di / (db + di)
 }
 
 // selected is the scenarios -only names (all without it).
@@ -295,4 +306,59 @@ func statOf(ss []sample, f func(sample) float64) stat {
 		}
 	}
 	return st
+}
+
+// paired compares palisade with another target round by round: each round
+// runs both back to back, so their ratio is free of the drift between
+// rounds (other load on a shared machine) that widens each target's own
+// range. It holds the median of the per-round ratios, the rounds in which
+// palisade was ahead (ratio > 1), and the one-sided sign test's p-value of
+// that many rounds ahead if neither were faster (ties left out, as the
+// test does).
+type paired struct {
+	med       float64
+	ahead, of int
+	p         float64
+}
+
+// pairRounds pairs the i-th sample of a with the i-th of b; f returns the
+// metric compared (higher is better).
+func pairRounds(a, b []sample, f func(sample) float64) paired {
+	var r []float64
+	for i := range min(len(a), len(b)) {
+		if x, y := f(a[i]), f(b[i]); y > 0 && !math.IsNaN(x) && !math.IsNaN(y) {
+			r = append(r, x/y)
+		}
+	}
+	pr := paired{med: median(r), of: len(r)}
+	ties := 0
+	for _, x := range r {
+		switch {
+		case x > 1:
+			pr.ahead++
+		case x == 1:
+			ties++
+		}
+	}
+	pr.p = signTestP(pr.ahead, len(r)-ties)
+	return pr
+}
+
+// signTestP is P(X >= k) for X ~ Binomial(n, 1/2).
+func signTestP(k, n int) float64 {
+	if n == 0 {
+		return math.NaN()
+	}
+	var p float64
+	for i := k; i <= n; i++ {
+		p += math.Exp(lchoose(n, i) - float64(n)*math.Ln2)
+	}
+	return min(p, 1)
+}
+
+func lchoose(n, k int) float64 {
+	a, _ := math.Lgamma(float64(n + 1))
+	b, _ := math.Lgamma(float64(k + 1))
+	c, _ := math.Lgamma(float64(n - k + 1))
+	return a - b - c
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -274,6 +275,38 @@ func machineCPU() (busy, idle time.Duration) {
 	}
 	tick := func(n uint64) time.Duration { return time.Duration(n) * time.Second / clockTick }
 	return tick(v[0] + v[1] + v[2] + v[5] + v[6] + v[7]), tick(v[3] + v[4])
+}
+
+// tcpOutSegs is the machine's count of TCP segments sent (Tcp OutSegs in
+// /proc/net/snmp), 0 if unreadable.
+func tcpOutSegs() int64 {
+	b, err := os.ReadFile("/proc/net/snmp")
+	if err != nil {
+		return 0
+	}
+	return snmpField(string(b), "Tcp", "OutSegs")
+}
+
+// snmpField reads one counter of /proc/net/snmp's format: per protocol, a
+// line of names, then a line of values, both prefixed "Proto:".
+func snmpField(text, proto, field string) int64 {
+	var names []string
+	for line := range strings.Lines(text) {
+		f := strings.Fields(line)
+		if len(f) == 0 || f[0] != proto+":" {
+			continue
+		}
+		if names == nil {
+			names = f
+			continue
+		}
+		if i := slices.Index(names, field); i > 0 && i < len(f) {
+			v, _ := strconv.ParseInt(f[i], 10, 64)
+			return v
+		}
+		return 0
+	}
+	return 0
 }
 
 // ctxSwitches sums voluntary and involuntary context switches over the

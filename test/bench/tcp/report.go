@@ -32,11 +32,12 @@ func (b *bench) report(res *results) string {
 		"two ports = the two servers); wrk %s. Everything on loopback, one machine, %s. "+
 		"Medians of %d alternating runs of %v (range in brackets). Proxy CPU is utime+stime of all "+
 		"its threads (`/proc/PID/stat`) during the run, divided by requests served (or GB moved); machine CPU is the "+
-		"same for the whole machine (proxy, wrk, nginx, kernel; `/proc/stat`), and machine idle its idle share.\n\n",
+		"same for the whole machine (proxy, wrk, nginx, kernel; `/proc/stat`), and machine idle its idle share; TCP segments are those the "+
+		"machine sent (`OutSegs` of `/proc/net/snmp`; on loopback each is also received).\n\n",
 		runtime.NumCPU(), b.info["cpu"], b.info["kernel"], b.info["palisade"], b.info["haproxy"], o.nbthread,
 		b.info["nginx"], b.info["wrk"], placement, o.runs, o.duration)
 
-	fmt.Fprintf(&w, "| test | target | throughput | p99 latency | proxy CPU | proxy context switches | machine CPU | machine idle | errors |\n|---|---|---:|---:|---:|---:|---:|---:|---:|\n")
+	fmt.Fprintf(&w, "| test | target | throughput | p99 latency | proxy CPU | proxy context switches | machine CPU | machine idle | TCP segments | errors |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, sc := range res.scenarios {
 		for i, t := range sc.targets {
 			ss := res.samples[sc.key][t.key]
@@ -46,6 +47,7 @@ func (b *bench) report(res *results) string {
 			csw := statOf(ss, func(s sample) float64 { return s.csw })
 			mcpu := statOf(ss, func(s sample) float64 { return s.mcpu })
 			idle := statOf(ss, func(s sample) float64 { return s.idle })
+			segs := statOf(ss, func(s sample) float64 { return s.segs })
 			var errs int64
 			for _, s := range ss {
 				errs += s.errors
@@ -54,17 +56,17 @@ func (b *bench) report(res *results) string {
 			if i == 0 {
 				title = sc.title
 			}
-			fmt.Fprintf(&w, "| %s | %s | %s %s (%s–%s) | %s | %s | %s | %s | %s | %d |\n", title, t.label,
+			fmt.Fprintf(&w, "| %s | %s | %s %s (%s–%s) | %s | %s | %s | %s | %s | %s | %d |\n", title, t.label,
 				fmtNum(rate.med), sc.unit, fmtNum(rate.lo), fmtNum(rate.hi),
 				fmtDur(time.Duration(p99.med)), fmtCPU(cpu.med, sc.cpuUnit), fmtCPU(csw.med, sc.cswUnit),
-				fmtCPU(mcpu.med, sc.cpuUnit), fmtPct(idle.med), errs)
+				fmtCPU(mcpu.med, sc.cpuUnit), fmtPct(idle.med), fmtCPU(segs.med, sc.cswUnit), errs)
 		}
 	}
 	if len(res.scenarios) > 0 {
 		fmt.Fprintf(&w, "\nbulk p99 is of whole %d MiB GETs.\n", o.bigMiB)
 	}
 
-	fmt.Fprintf(&w, "\n| ratio | throughput | proxy CPU per request/GB | target |\n|---|---:|---:|---|\n")
+	fmt.Fprintf(&w, "\n| ratio | throughput | proxy CPU per request/GB | target | throughput, round by round | proxy CPU, round by round |\n|---|---:|---:|---|---|---|\n")
 	med := func(sc, t string, f func(sample) float64) float64 {
 		return statOf(res.samples[sc][t], f).med
 	}
@@ -77,18 +79,27 @@ func (b *bench) report(res *results) string {
 				continue
 			}
 			pr, tr := med(sc.key, "palisade", rateOf), med(sc.key, t.key, rateOf)
-			cpuR := "–"
+			cpuR, cpuP := "–", "–"
 			goal := "≥ 1.0, CPU ≤ 1.0"
+			ps, ts := res.samples[sc.key]["palisade"], res.samples[sc.key][t.key]
+			rateP := fmtPaired(pairRounds(ps, ts, rateOf), "ahead", false)
 			if t.p != nil {
 				cpuR = fmtRatio(med(sc.key, "palisade", cpuOf) / med(sc.key, t.key, cpuOf))
+				cpuP = fmtPaired(pairRounds(ps, ts, func(s sample) float64 { return 1 / s.cpu }), "lower", true)
 			} else {
 				goal = "≥ 0.9 (bulk)"
 				if sc.key != "bulk" {
 					goal = "–"
 				}
 			}
-			fmt.Fprintf(&w, "| %s: palisade / %s | %s | %s | %s |\n", name, t.label, fmtRatio(pr/tr), cpuR, goal)
+			fmt.Fprintf(&w, "| %s: palisade / %s | %s | %s | %s | %s | %s |\n", name, t.label, fmtRatio(pr/tr), cpuR, goal, rateP, cpuP)
 		}
+	}
+	if len(res.scenarios) > 0 {
+		w.WriteString("\nRound by round: each round runs every target back to back, so the ratio within a round is free of " +
+			"the drift between rounds (other work on a shared machine) that widens each target's own range. Given: the median " +
+			"of the per-round ratios, the rounds palisade was ahead (CPU: lower), and the sign test's one-sided p-value of " +
+			"that many if neither proxy were ahead.\n")
 	}
 
 	if p, h := res.idle["palisade"], res.idle["haproxy"]; p.n > 0 && h.n > 0 {
@@ -148,6 +159,19 @@ func fmtCPU(v float64, unit string) string {
 		return "–"
 	}
 	return fmtNum(v) + " " + unit
+}
+
+// fmtPaired formats a round-by-round comparison; inverted: the metric
+// paired was the reciprocal of the one shown (CPU, lower is better).
+func fmtPaired(p paired, word string, inverted bool) string {
+	if p.of == 0 {
+		return "–"
+	}
+	m := p.med
+	if inverted {
+		m = 1 / m
+	}
+	return fmt.Sprintf("%s, %s in %d of %d (p %.2g)", fmtRatio(m), word, p.ahead, p.of, p.p)
 }
 
 func fmtRatio(v float64) string {
