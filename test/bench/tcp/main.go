@@ -8,8 +8,10 @@
 //
 // For each it reports medians over alternating runs of the rate, wrk's p99
 // latency and the proxy's CPU time (utime+stime of all its threads, from
-// /proc/PID/stat) per request or per GB, and the palisade/HAProxy and
-// palisade/direct ratios, as a Markdown table for the README.
+// /proc/PID/stat) per request or per GB, the machine's CPU, idle share and
+// TCP segments, and the palisade/HAProxy and palisade/direct ratios, both of
+// the medians and round by round (9 rounds by default: a sign test over 5
+// can do no better than p 0.03), as Markdown tables for the README.
 //
 // Usage (make bench-tcp): go run ./test/bench/tcp -palisade bin/palisade
 // It needs haproxy, nginx and wrk: bash test/install-deps.sh bench.
@@ -46,7 +48,7 @@ type options struct {
 }
 
 func defaultOptions() options {
-	return options{runs: 5, duration: 5 * time.Second, threads: 2, conns: 50, bulkConns: 4, bigMiB: 100,
+	return options{runs: 9, duration: 5 * time.Second, threads: 2, conns: 50, bulkConns: 4, bigMiB: 100,
 		idle: 10000, nbthread: runtime.NumCPU()}
 }
 
