@@ -1,7 +1,6 @@
 package synflood
 
 import (
-	"bufio"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -13,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/palisade-lb/palisade/internal/testutil"
 	"github.com/vishvananda/netns"
 )
 
@@ -143,31 +143,14 @@ func lockIntoNetns(ns string) error {
 
 // netstat reads TcpExt counters of namespace ns.
 func netstat(ns string) (map[string]uint64, error) {
-	out := map[string]uint64{}
+	var out map[string]uint64
 	err := inNetns(ns, func() error {
-		f, err := os.Open("/proc/thread-self/net/netstat")
+		b, err := os.ReadFile("/proc/thread-self/net/netstat")
 		if err != nil {
 			return err
 		}
-		defer f.Close()
-		sc := bufio.NewScanner(f)
-		var names []string
-		for sc.Scan() {
-			fields := strings.Fields(sc.Text())
-			if len(fields) == 0 || fields[0] != "TcpExt:" {
-				continue
-			}
-			if names == nil {
-				names = fields[1:]
-				continue
-			}
-			for i, v := range fields[1:] {
-				if i < len(names) {
-					out[names[i]], _ = strconv.ParseUint(v, 10, 64)
-				}
-			}
-		}
-		return sc.Err()
+		out = testutil.ProcNetCounters(string(b), "TcpExt")
+		return nil
 	})
 	return out, err
 }

@@ -312,14 +312,16 @@ func runIdle(ctx context.Context, addr string, n int, h *holder, pid int) (idleR
 	}
 	r.fds = fdCount(pid)
 	r.threads = threadCount(pid)
-	if slab1, err := slabInUse(); slabErr == nil && err == nil {
-		r.slabByCache = slabGrowth(slab0, slab1)
-		var sum int64
-		for _, v := range r.slabByCache {
-			sum += v
+	if slabErr == nil {
+		if slab1, err := slabInUse(); err == nil {
+			r.slabByCache = slabGrowth(slab0, slab1)
+			var sum int64
+			for _, v := range r.slabByCache {
+				sum += v
+			}
+			r.slabGrowth, r.slabSource = sum/1024, "`/proc/slabinfo` objects in use × size"
 		}
-		r.slabGrowth, r.slabSource = sum/1024, "`/proc/slabinfo` objects in use × size"
-	} else if meminfo1, err := meminfoKB("Slab"); slabErr != nil && err == nil && meminfo0 > 0 {
+	} else if meminfo1, err := meminfoKB("Slab"); err == nil && meminfo0 > 0 {
 		r.slabGrowth, r.slabSource = meminfo1-meminfo0, "`/proc/meminfo` Slab, freed objects the caches keep included"
 	}
 	return r, nil

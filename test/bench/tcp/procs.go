@@ -10,12 +10,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/palisade-lb/palisade/internal/testutil"
 )
 
 // proc is one process the bench started, in its own process group so that
@@ -284,29 +285,7 @@ func tcpOutSegs() int64 {
 	if err != nil {
 		return 0
 	}
-	return snmpField(string(b), "Tcp", "OutSegs")
-}
-
-// snmpField reads one counter of /proc/net/snmp's format: per protocol, a
-// line of names, then a line of values, both prefixed "Proto:".
-func snmpField(text, proto, field string) int64 {
-	var names []string
-	for line := range strings.Lines(text) {
-		f := strings.Fields(line)
-		if len(f) == 0 || f[0] != proto+":" {
-			continue
-		}
-		if names == nil {
-			names = f
-			continue
-		}
-		if i := slices.Index(names, field); i > 0 && i < len(f) {
-			v, _ := strconv.ParseInt(f[i], 10, 64)
-			return v
-		}
-		return 0
-	}
-	return 0
+	return int64(testutil.ProcNetCounters(string(b), "Tcp")["OutSegs"])
 }
 
 // ctxSwitches sums voluntary and involuntary context switches over the

@@ -15,15 +15,13 @@ func (b *bench) report(res *results) string {
 	var w strings.Builder
 	cmdline, target := fmt.Sprintf("go run ./test/bench/tcp -palisade %s -runs %d -duration %v", o.palisade, o.runs, o.duration), "bench-tcp"
 	placement := "the proxies and load generators sharing the CPUs"
+	title := "TCP mode (`mode tcp`)"
 	if o.pin.on() {
 		proxy, load := cpuListString(o.pin.proxy), cpuListString(o.pin.load)
 		cmdline += fmt.Sprintf(" -pin %s:%s", proxy, load)
 		target = "bench-tcp-pinned"
 		placement = fmt.Sprintf("the proxy under test alone on CPU %s, nginx, wrk and the bulk client on CPU %s (taskset); "+
 			"direct runs leave CPU %s idle", proxy, load, proxy)
-	}
-	title := "TCP mode (`mode tcp`)"
-	if o.pin.on() {
 		title += ", the proxy on its own CPU"
 	}
 	fmt.Fprintf(&w, "#### %s\n\n", title)
