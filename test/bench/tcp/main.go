@@ -31,6 +31,7 @@ import (
 
 type options struct {
 	palisade  string
+	baseline  string // a second palisade build run in the same rounds (A/B); empty: none
 	runs      int
 	duration  time.Duration
 	quick     bool
@@ -59,6 +60,8 @@ func main() {
 	}
 	o := defaultOptions()
 	flag.StringVar(&o.palisade, "palisade", "bin/palisade", "palisade binary to benchmark")
+	flag.StringVar(&o.baseline, "baseline", "", "another palisade binary (e.g. a build of main) to run in the same rounds, "+
+		"right after palisade: the report adds palisade / baseline round by round, for A/B tests of a change")
 	flag.IntVar(&o.runs, "runs", o.runs, "runs of each measurement (medians are reported)")
 	flag.DurationVar(&o.duration, "duration", o.duration, "length of each run")
 	flag.BoolVar(&o.quick, "quick", false, "smoke test: 1 run of 2s")
@@ -109,6 +112,12 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) int {
 	if _, err := os.Stat(o.palisade); err != nil {
 		logf("bench-tcp: palisade binary: %v (run make build)", err)
 		return 2
+	}
+	if o.baseline != "" {
+		if _, err := os.Stat(o.baseline); err != nil {
+			logf("bench-tcp: -baseline: %v", err)
+			return 2
+		}
 	}
 	if o.pin.on() {
 		// before setup: the holder it starts inherits the mask

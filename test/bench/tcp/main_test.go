@@ -40,6 +40,7 @@ func TestBenchQuick(t *testing.T) {
 	}
 	o := defaultOptions()
 	o.palisade = bin
+	o.baseline = bin // the A/B path, against itself
 	o.quick, o.runs, o.duration = true, 1, 2*time.Second
 	o.idle = 1000
 	o.out = filepath.Join(dir, "bench.md")
@@ -53,7 +54,8 @@ func TestBenchQuick(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"palisade / HAProxy (splice-auto)", "new connections", "keep-alive", "idle proxied connections"} {
+	for _, want := range []string{"palisade / HAProxy (splice-auto)", "new connections", "keep-alive", "idle proxied connections",
+		"bulk: palisade / palisade baseline", "keep-alive: palisade / palisade baseline | "} {
 		if !strings.Contains(string(md), want) {
 			t.Errorf("report lacks %q:\n%s", want, md)
 		}

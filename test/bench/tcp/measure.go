@@ -65,7 +65,7 @@ func (b *bench) scenarios() []*scenario {
 		{
 			key: "bulk", unit: "MB/s", cpuUnit: "ms/GB", cswUnit: "/MB",
 			title:   fmt.Sprintf("bulk: %d MiB GETs, %d connections", o.bigMiB, o.bulkConns),
-			targets: []*target{b.pal, b.hap, b.hapSp, b.direct},
+			targets: b.withBase(b.pal, b.hap, b.hapSp, b.direct),
 			run: func(ctx context.Context, t *target) (sample, error) {
 				c0, x0 := b.cpu(t), b.csw(t)
 				m := startMachine()
@@ -88,12 +88,12 @@ func (b *bench) scenarios() []*scenario {
 		{
 			key: "conn", unit: "req/s", cpuUnit: "µs/req", cswUnit: "/req", run: wrkRun(true),
 			title:   fmt.Sprintf("new connection per request: wrk -t%d -c%d, Connection: close, 13 B body", o.threads, o.conns),
-			targets: []*target{b.pal, b.hap, b.direct},
+			targets: b.withBase(b.pal, b.hap, b.direct),
 		},
 		{
 			key: "keepalive", unit: "req/s", cpuUnit: "µs/req", cswUnit: "/req", run: wrkRun(false),
 			title:   fmt.Sprintf("keep-alive: wrk -t%d -c%d, 13 B body", o.threads, o.conns),
-			targets: []*target{b.pal, b.hap, b.direct},
+			targets: b.withBase(b.pal, b.hap, b.direct),
 		},
 	}
 }
@@ -161,7 +161,11 @@ func (b *bench) csw(t *target) int64 {
 }
 
 func (b *bench) alive() error {
-	for _, p := range []*proc{b.nginx, b.pal.p, b.hap.p, b.hapSp.p} {
+	procs := []*proc{b.nginx}
+	for _, t := range b.proxies() {
+		procs = append(procs, t.p)
+	}
+	for _, p := range procs {
 		if p.exited() {
 			return fmt.Errorf("%s exited (%v): %w\n%s", p.name, p.err, errProxyDied, p.logTail())
 		}

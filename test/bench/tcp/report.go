@@ -14,6 +14,9 @@ func (b *bench) report(res *results) string {
 	o := b.o
 	var w strings.Builder
 	cmdline, target := fmt.Sprintf("go run ./test/bench/tcp -palisade %s -runs %d -duration %v", o.palisade, o.runs, o.duration), "bench-tcp"
+	if o.baseline != "" {
+		cmdline += " -baseline " + o.baseline
+	}
 	placement := "the proxies and load generators sharing the CPUs"
 	title := "TCP mode (`mode tcp`)"
 	if o.pin.on() {
@@ -25,14 +28,22 @@ func (b *bench) report(res *results) string {
 		title += ", the proxy on its own CPU"
 	}
 	fmt.Fprintf(&w, "#### %s\n\n", title)
-	fmt.Fprintf(&w, "Measured %s with `%s` (`make %s`).\n", time.Now().UTC().Format("2006-01-02"), cmdline, target)
+	made := fmt.Sprintf(" (`make %s`)", target)
+	if o.baseline != "" {
+		made = "" // no make target passes -baseline
+	}
+	fmt.Fprintf(&w, "Measured %s with `%s`%s.\n", time.Now().UTC().Format("2006-01-02"), cmdline, made)
+	pal := b.info["palisade"]
+	if b.base != nil {
+		pal += fmt.Sprintf("; baseline (`-baseline %s`): %s", o.baseline, b.info["baseline"])
+	}
 	fmt.Fprintf(&w, "%d CPUs (%s), Linux %s; %s; HAProxy %s (`nbthread %d`); nginx %s (`worker_processes 1`, "+
 		"two ports = the two servers); wrk %s. Everything on loopback, one machine, %s. "+
 		"Medians of %d alternating runs of %v (range in brackets). Proxy CPU is utime+stime of all "+
 		"its threads (`/proc/PID/stat`) during the run, divided by requests served (or GB moved); machine CPU is the "+
 		"same for the whole machine (proxy, wrk, nginx, kernel; `/proc/stat`), and machine idle its idle share; TCP segments are those the "+
 		"machine sent (`OutSegs` of `/proc/net/snmp`; on loopback each is also received).\n\n",
-		runtime.NumCPU(), b.info["cpu"], b.info["kernel"], b.info["palisade"], b.info["haproxy"], o.nbthread,
+		runtime.NumCPU(), b.info["cpu"], b.info["kernel"], pal, b.info["haproxy"], o.nbthread,
 		b.info["nginx"], b.info["wrk"], placement, o.runs, o.duration)
 
 	fmt.Fprintf(&w, "| test | target | throughput | p99 latency | proxy CPU | proxy context switches | machine CPU | machine idle | TCP segments | errors |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
@@ -84,6 +95,9 @@ func (b *bench) report(res *results) string {
 			if t.p != nil {
 				cpuR = fmtRatio(med(sc.key, "palisade", cpuOf) / med(sc.key, t.key, cpuOf))
 				cpuP = fmtPaired(pairRounds(ps, ts, func(s sample) float64 { return 1 / s.cpu }), "lower", true)
+				if t == b.base {
+					goal = "– (A/B)"
+				}
 			} else {
 				goal = "≥ 0.9 (bulk)"
 				if sc.key != "bulk" {

@@ -45,7 +45,7 @@ func findTools() (toolPaths, error) {
 
 // target is one thing the load generators talk to.
 type target struct {
-	key   string // palisade, haproxy, haproxy-splice, direct
+	key   string // palisade, baseline, haproxy, haproxy-splice, direct
 	label string
 	addr  string   // wrk and single-address bulk
 	addrs []string // bulk connections spread over these
@@ -62,6 +62,7 @@ type bench struct {
 	hold       *holder
 	backend    []string // the two backend addresses
 	pal        *target
+	base       *target // -baseline; nil without it
 	hap        *target
 	hapSp      *target
 	direct     *target
@@ -101,11 +102,11 @@ func setup(ctx context.Context, o options, tools toolPaths, logf func(string, ..
 	if b.hold, err = b.env.startHolder(ctx); err != nil {
 		return b, fmt.Errorf("holder: %w", err)
 	}
-	ports, err := freePorts(7)
+	ports, err := freePorts(9)
 	if err != nil {
 		return b, err
 	}
-	n1, n2, pp, pi, hp, hi, hs := ports[0], ports[1], ports[2], ports[3], ports[4], ports[5], ports[6]
+	n1, n2, pp, pi, hp, hi, hs, bp, bi := ports[0], ports[1], ports[2], ports[3], ports[4], ports[5], ports[6], ports[7], ports[8]
 	b.backend = []string{fmt.Sprintf("127.0.0.1:%d", n1), fmt.Sprintf("127.0.0.1:%d", n2)}
 	holdAddrs := b.hold.addrs
 
@@ -140,19 +141,29 @@ func setup(ctx context.Context, o options, tools toolPaths, logf func(string, ..
 	}
 
 	// palisade
-	palConf := filepath.Join(dir, "palisade.yaml")
-	if err := os.WriteFile(palConf, []byte(palisadeConf(pp, pi, b.backend, holdAddrs)), 0o644); err != nil {
-		return b, err
+	startPalisade := func(name, bin string, port, idlePort int) (*proc, error) {
+		cfg := filepath.Join(dir, name+".yaml")
+		if err := os.WriteFile(cfg, []byte(palisadeConf(port, idlePort, b.backend, holdAddrs)), 0o644); err != nil {
+			return nil, err
+		}
+		if out, err := exec.CommandContext(ctx, bin, "check", "-c", cfg).CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("%s check -c %s: %v\n%s", bin, cfg, err, out)
+		}
+		return b.env.start(name, o.pin.proxy, bin, []string{"run", "-c", cfg}, nil)
 	}
-	if out, err := exec.CommandContext(ctx, o.palisade, "check", "-c", palConf).CombinedOutput(); err != nil {
-		return b, fmt.Errorf("palisade check -c %s: %v\n%s", palConf, err, out)
-	}
-	palProc, err := b.env.start("palisade", o.pin.proxy, o.palisade, []string{"run", "-c", palConf}, nil)
+	palProc, err := startPalisade("palisade", o.palisade, pp, pi)
 	if err != nil {
 		return b, err
 	}
 	b.pal = &target{key: "palisade", label: "palisade", addr: fmt.Sprintf("127.0.0.1:%d", pp), p: palProc}
 	b.palIdle = fmt.Sprintf("127.0.0.1:%d", pi)
+	if o.baseline != "" {
+		baseProc, err := startPalisade("baseline", o.baseline, bp, bi)
+		if err != nil {
+			return b, err
+		}
+		b.base = &target{key: "baseline", label: "palisade baseline", addr: fmt.Sprintf("127.0.0.1:%d", bp), p: baseProc}
+	}
 
 	// HAProxy: splice-auto (the usual config) and explicit splice both ways
 	startHAProxy := func(name, splice string, port, idlePort int) (*proc, error) {
@@ -177,13 +188,13 @@ func setup(ctx context.Context, o options, tools toolPaths, logf func(string, ..
 	}
 	b.hapSp = &target{key: "haproxy-splice", label: "HAProxy (splice-request/response)", addr: fmt.Sprintf("127.0.0.1:%d", hs), p: hsProc}
 	b.direct = &target{key: "direct", label: "direct to nginx", addr: b.backend[0], addrs: b.backend}
-	for _, t := range []*target{b.pal, b.hap, b.hapSp} {
+	for _, t := range b.proxies() {
 		t.addrs = []string{t.addr}
 		// 4 in a row, so both servers of the round robin answer
 		if err := waitHTTP(ctx, t.p, t.addr, "/small", 4, 20*time.Second); err != nil {
 			return b, err
 		}
-		if err := waitListen(ctx, t.p, map[string]string{"palisade": b.palIdle, "haproxy": b.hapIdle}[t.key], 10*time.Second); err != nil && t.key != "haproxy-splice" {
+		if err := waitListen(ctx, t.p, map[string]string{"palisade": b.palIdle, "haproxy": b.hapIdle}[t.key], 10*time.Second); err != nil && (t.key == "palisade" || t.key == "haproxy") {
 			return b, err
 		}
 	}
@@ -327,6 +338,9 @@ func (b *bench) collectInfo(ctx context.Context) {
 	b.info["nginx"] = strings.TrimPrefix(first(b.tools.nginx, "-v"), "nginx version: ")
 	b.info["wrk"] = strings.Fields(first(b.tools.wrk, "-v") + " ?")[1]
 	b.info["palisade"] = first(b.o.palisade, "version")
+	if b.base != nil {
+		b.info["baseline"] = first(b.o.baseline, "version")
+	}
 	if k, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
 		b.info["kernel"] = strings.TrimSpace(string(k))
 	}
@@ -340,6 +354,30 @@ func (b *bench) collectInfo(ctx context.Context) {
 	}
 	b.info["palisade_nofile"] = nofileLimit(b.pal.p.pid())
 	b.info["haproxy_nofile"] = nofileLimit(b.hap.p.pid())
+}
+
+// proxies is every proxy under test: palisade, the baseline build if any,
+// and both HAProxies.
+func (b *bench) proxies() []*target {
+	if b.base == nil {
+		return []*target{b.pal, b.hap, b.hapSp}
+	}
+	return []*target{b.pal, b.base, b.hap, b.hapSp}
+}
+
+// withBase puts the baseline build, if any, right after palisade in ts.
+func (b *bench) withBase(ts ...*target) []*target {
+	if b.base == nil {
+		return ts
+	}
+	out := []*target{}
+	for _, t := range ts {
+		out = append(out, t)
+		if t == b.pal {
+			out = append(out, b.base)
+		}
+	}
+	return out
 }
 
 var errProxyDied = errors.New("proxy exited")
