@@ -32,6 +32,7 @@ import (
 type options struct {
 	palisade  string
 	baseline  string // a second palisade build run in the same rounds (A/B); empty: none
+	cc        string // TCP congestion control of a private network namespace; empty: the host's
 	runs      int
 	duration  time.Duration
 	quick     bool
@@ -76,6 +77,8 @@ func main() {
 		"for Go symbols use an unstripped palisade (go build -o /tmp/palisade ./cmd/palisade; make build strips)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work dir (configs, logs)")
 	flag.StringVar(&o.only, "only", "", "run only these scenarios, comma-separated: bulk, conn, keepalive (default: all)")
+	flag.StringVar(&o.cc, "cc", "", "run in a new network namespace (root) whose TCP congestion control is this (e.g. cubic, bbr); "+
+		"default: the host's, in the host's namespace")
 	pin := flag.String("pin", "", "PROXY_CPUS:LOAD_CPUS, e.g. 0:1: run the proxies on the first CPUs and nginx, wrk and the bulk client on the others "+
 		"(taskset), as on a host where clients and servers are other machines; HAProxy's nbthread defaults to the proxy CPUs then")
 	flag.Parse()
@@ -91,6 +94,15 @@ func main() {
 	}
 	if o.quick {
 		o.runs, o.duration = 1, 2*time.Second
+	}
+	if o.cc != "" {
+		if !inPrivateNetns() {
+			os.Exit(reexecInNetns())
+		}
+		if err := setupNetns(o.cc); err != nil {
+			fmt.Fprintf(os.Stderr, "bench-tcp: -cc: %v\n", err)
+			os.Exit(1)
+		}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -20,6 +20,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv(pinChildEnv) == "1" {
 		os.Exit(pinChild())
 	}
+	if cc := os.Getenv(netnsChildEnv); cc != "" {
+		os.Exit(netnsChild(cc))
+	}
 	os.Exit(m.Run())
 }
 

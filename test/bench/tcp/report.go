@@ -17,6 +17,9 @@ func (b *bench) report(res *results) string {
 	if o.baseline != "" {
 		cmdline += " -baseline " + o.baseline
 	}
+	if o.cc != "" {
+		cmdline += " -cc " + o.cc
+	}
 	placement := "the proxies and load generators sharing the CPUs"
 	title := "TCP mode (`mode tcp`)"
 	if o.pin.on() {
@@ -29,8 +32,8 @@ func (b *bench) report(res *results) string {
 	}
 	fmt.Fprintf(&w, "#### %s\n\n", title)
 	made := fmt.Sprintf(" (`make %s`)", target)
-	if o.baseline != "" {
-		made = "" // no make target passes -baseline
+	if o.baseline != "" || o.cc != "" {
+		made = "" // no make target passes -baseline or -cc
 	}
 	fmt.Fprintf(&w, "Measured %s with `%s`%s.\n", time.Now().UTC().Format("2006-01-02"), cmdline, made)
 	pal := b.info["palisade"]
@@ -38,13 +41,13 @@ func (b *bench) report(res *results) string {
 		pal += fmt.Sprintf("; baseline (`-baseline %s`): %s", o.baseline, b.info["baseline"])
 	}
 	fmt.Fprintf(&w, "%d CPUs (%s), Linux %s; %s; HAProxy %s (`nbthread %d`); nginx %s (`worker_processes 1`, "+
-		"two ports = the two servers); wrk %s. Everything on loopback, one machine, %s. "+
+		"two ports = the two servers); wrk %s; TCP congestion control %s. Everything on loopback, one machine, %s. "+
 		"Medians of %d alternating runs of %v (range in brackets). Proxy CPU is utime+stime of all "+
 		"its threads (`/proc/PID/stat`) during the run, divided by requests served (or GB moved); machine CPU is the "+
 		"same for the whole machine (proxy, wrk, nginx, kernel; `/proc/stat`), and machine idle its idle share; TCP segments are those the "+
 		"machine sent (`OutSegs` of `/proc/net/snmp`; on loopback each is also received).\n\n",
 		runtime.NumCPU(), b.info["cpu"], b.info["kernel"], pal, b.info["haproxy"], o.nbthread,
-		b.info["nginx"], b.info["wrk"], placement, o.runs, o.duration)
+		b.info["nginx"], b.info["wrk"], b.info["cc"], placement, o.runs, o.duration)
 
 	fmt.Fprintf(&w, "| test | target | throughput | p99 latency | proxy CPU | proxy context switches | machine CPU | machine idle | TCP segments | errors |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, sc := range res.scenarios {

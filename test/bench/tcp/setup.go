@@ -338,6 +338,10 @@ func (b *bench) collectInfo(ctx context.Context) {
 	b.info["nginx"] = strings.TrimPrefix(first(b.tools.nginx, "-v"), "nginx version: ")
 	b.info["wrk"] = strings.Fields(first(b.tools.wrk, "-v") + " ?")[1]
 	b.info["palisade"] = first(b.o.palisade, "version")
+	b.info["cc"] = congestionControl() + " (the host's)"
+	if b.o.cc != "" {
+		b.info["cc"] = congestionControl() + " (`-cc`: a network namespace of the bench's own)"
+	}
 	if b.base != nil {
 		b.info["baseline"] = first(b.o.baseline, "version")
 	}
