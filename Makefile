@@ -7,7 +7,7 @@ LDFLAGS  := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 TESTFLAGS ?= -race -timeout 20m
 FUZZTIME ?= 30s
 
-.PHONY: all build run test test-short deps bench bench-tcp bench-tcp-pinned bench-http bench-failover bench-synflood fuzz generate lint docs clean
+.PHONY: all build run test test-short deps bench bench-tcp bench-tcp-pinned bench-tcp-cubic bench-http bench-failover bench-synflood fuzz generate lint docs clean
 
 all: build
 
@@ -45,6 +45,14 @@ bench-tcp-pinned: build
 	@bash test/install-deps.sh bench
 	@if [ "$$(nproc)" -lt 2 ]; then echo "bench-tcp-pinned: needs 2 CPUs, skipped"; else \
 	  $(GO) run ./test/bench/tcp -palisade $(BIN)/palisade -pin 0:1 -idle 0; fi
+
+# Both again under cubic, Linux's default TCP congestion control, in a network
+# namespace of the bench's own (root), whatever the host uses (see README).
+bench-tcp-cubic: build
+	@bash test/install-deps.sh bench
+	$(GO) run ./test/bench/tcp -palisade $(BIN)/palisade -cc cubic
+	@if [ "$$(nproc)" -lt 2 ]; then echo "bench-tcp-cubic: pinned run needs 2 CPUs, skipped"; else \
+	  $(GO) run ./test/bench/tcp -palisade $(BIN)/palisade -cc cubic -pin 0:1 -idle 0; fi
 
 bench-http: build
 	@bash test/install-deps.sh bench

@@ -31,9 +31,12 @@ func (b *bench) report(res *results) string {
 		title += ", the proxy on its own CPU"
 	}
 	fmt.Fprintf(&w, "#### %s\n\n", title)
+	if o.cc == "cubic" {
+		target = "bench-tcp-cubic"
+	}
 	made := fmt.Sprintf(" (`make %s`)", target)
-	if o.baseline != "" || o.cc != "" {
-		made = "" // no make target passes -baseline or -cc
+	if o.baseline != "" || o.cc != "" && o.cc != "cubic" {
+		made = "" // no make target passes these
 	}
 	fmt.Fprintf(&w, "Measured %s with `%s`%s.\n", time.Now().UTC().Format("2006-01-02"), cmdline, made)
 	pal := b.info["palisade"]
