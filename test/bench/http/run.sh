@@ -12,8 +12,19 @@
 #      PALISADE_CMD: command to start palisade; it gets $LISTEN and $SERVERS.
 #      Default: proxy/l7/internal/benchsrv. With the daemon:
 #      PALISADE_CMD='palisade run -c $CONF' where $CONF is written by this script.
+#      CC: run in a network namespace of its own (root; unshare --net) whose TCP
+#      congestion control is this, e.g. cubic; the host's is left alone.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../../.." && pwd)
+if [ -n "${CC:-}" ] && [ -z "${PALISADE_HTTPBENCH_NETNS:-}" ]; then
+  PALISADE_HTTPBENCH_NETNS=1 exec unshare --net -- bash "$0" "$@"
+fi
+if [ -n "${CC:-}" ]; then
+  ip link set lo up
+  echo "$CC" > /proc/sys/net/ipv4/tcp_congestion_control
+  [ "$(cat /proc/sys/net/ipv4/tcp_congestion_control)" = "$CC" ] || { echo "CC=$CC: could not set it" >&2; exit 1; }
+fi
+echo "TCP congestion control: $(cat /proc/sys/net/ipv4/tcp_congestion_control)${CC:+ (CC: a network namespace of its own)}"
 ROUNDS=${ROUNDS:-5}
 DURATION=${DURATION:-5s}
 CONNS=${CONNS:-50}
