@@ -338,10 +338,11 @@ func (b *bench) collectInfo(ctx context.Context) {
 	b.info["nginx"] = strings.TrimPrefix(first(b.tools.nginx, "-v"), "nginx version: ")
 	b.info["wrk"] = strings.Fields(first(b.tools.wrk, "-v") + " ?")[1]
 	b.info["palisade"] = first(b.o.palisade, "version")
-	b.info["cc"] = congestionControl() + " (the host's)"
+	where := " (the host's)"
 	if b.o.cc != "" {
-		b.info["cc"] = congestionControl() + " (`-cc`: a network namespace of the bench's own)"
+		where = " (`-cc`: a network namespace of the bench's own)"
 	}
+	b.info["cc"] = congestionControl() + where
 	if b.base != nil {
 		b.info["baseline"] = first(b.o.baseline, "version")
 	}
@@ -362,12 +363,7 @@ func (b *bench) collectInfo(ctx context.Context) {
 
 // proxies is every proxy under test: palisade, the baseline build if any,
 // and both HAProxies.
-func (b *bench) proxies() []*target {
-	if b.base == nil {
-		return []*target{b.pal, b.hap, b.hapSp}
-	}
-	return []*target{b.pal, b.base, b.hap, b.hapSp}
-}
+func (b *bench) proxies() []*target { return b.withBase(b.pal, b.hap, b.hapSp) }
 
 // withBase puts the baseline build, if any, right after palisade in ts.
 func (b *bench) withBase(ts ...*target) []*target {
