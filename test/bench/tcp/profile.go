@@ -20,6 +20,14 @@ type profileResult struct {
 	cols   []string                      // "scenario/target" in column order
 	calls  map[string]map[string]float64 // column → syscall → calls per unit
 	perf   []string
+	sched  map[string]schedRow // column → scheduler trace (with perf only)
+}
+
+// schedRow is one scheduler trace and the load's rate (requests or MB per
+// second) in the run it was taken from.
+type schedRow struct {
+	st   schedStats
+	rate float64
 }
 
 // profileAll runs, for each scenario, palisade and its HAProxy peer once more
@@ -30,7 +38,8 @@ func (b *bench) profileAll(ctx context.Context, dir string) (*profileResult, err
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	pr := &profileResult{dir: dir, calls: map[string]map[string]float64{}, method: "perf stat -e 'syscalls:sys_enter_*'"}
+	pr := &profileResult{dir: dir, calls: map[string]map[string]float64{}, sched: map[string]schedRow{},
+		method: "perf stat -e 'syscalls:sys_enter_*'"}
 	if b.tools.perf == "" {
 		if b.tools.strace == "" {
 			return nil, fmt.Errorf("neither perf nor strace installed")
@@ -64,6 +73,11 @@ func (b *bench) profileAll(ctx context.Context, dir string) (*profileResult, err
 					b.logf("profile: perf record %s: %v", col, err)
 				} else {
 					pr.perf = append(pr.perf, base+".perf.txt")
+				}
+				if row, err := b.schedTrace(ctx, sc, t, base+".sched"); err != nil {
+					b.logf("profile: scheduler trace %s: %v", col, err)
+				} else {
+					pr.sched[col] = row
 				}
 			}
 			if err := b.alive(); err != nil {
@@ -239,6 +253,46 @@ func (b *bench) perfRecord(ctx context.Context, sc *scenario, t *target, file st
 	return os.WriteFile(file+".txt", txt, 0o644)
 }
 
+// schedTrace records every CPU's scheduler events for one second in the
+// middle of one more run of sc's load through t (perf record -a of
+// sched_switch, sched_wakeup and sched_migrate_task into file.data) and
+// summarizes them with parseSched.
+func (b *bench) schedTrace(ctx context.Context, sc *scenario, t *target, file string) (schedRow, error) {
+	pctx, cancel := context.WithTimeout(ctx, b.o.duration+60*time.Second)
+	defer cancel()
+	comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", t.p.pid()))
+	if err != nil {
+		return schedRow{}, err
+	}
+	delay := max(b.o.duration/2-500*time.Millisecond, 0)
+	rec := exec.CommandContext(pctx, b.tools.perf, "record", "-q", "-a",
+		"-e", "sched:sched_switch,sched:sched_wakeup,sched:sched_migrate_task",
+		"-D", strconv.FormatInt(delay.Milliseconds(), 10), "-o", file+".data",
+		"--", "sleep", strconv.FormatFloat((delay+time.Second).Seconds(), 'f', 3, 64))
+	var out bytes.Buffer
+	rec.Stdout, rec.Stderr = &out, &out
+	if err := rec.Start(); err != nil {
+		return schedRow{}, err
+	}
+	s, werr := sc.run(pctx, t)
+	if err := rec.Wait(); err != nil {
+		return schedRow{}, fmt.Errorf("perf record: %v: %s", err, out.String())
+	}
+	if werr != nil {
+		return schedRow{}, werr
+	}
+	script := exec.CommandContext(pctx, b.tools.perf, "script", "-i", file+".data", "-F", "comm,tid,cpu,time,event,trace")
+	txt, err := script.Output()
+	if err != nil {
+		return schedRow{}, fmt.Errorf("perf script: %w", err)
+	}
+	st, err := parseSched(bytes.NewReader(txt), strings.TrimSpace(string(comm)))
+	if err != nil {
+		return schedRow{}, err
+	}
+	return schedRow{st: st, rate: s.rate}, nil
+}
+
 func (p *profileResult) markdown() string {
 	if len(p.cols) == 0 {
 		return ""
@@ -280,6 +334,47 @@ func (p *profileResult) markdown() string {
 	w.WriteString("\n")
 	if len(p.perf) > 0 {
 		fmt.Fprintf(&w, "\nperf profiles: %s\n", strings.Join(p.perf, ", "))
+	}
+	w.WriteString(p.schedMarkdown())
+	return w.String()
+}
+
+// schedMarkdown is the scheduler traces' table: how much the CPUs sat idle,
+// whether work was waiting on another CPU as an idle period began, and how
+// often the proxy's threads went to sleep (per request; bulk: per MB).
+func (p *profileResult) schedMarkdown() string {
+	var cols []string
+	for _, c := range p.cols {
+		if _, ok := p.sched[c]; ok {
+			cols = append(cols, c)
+		}
+	}
+	if len(cols) == 0 {
+		return ""
+	}
+	var w strings.Builder
+	w.WriteString("\nScheduler trace of every CPU, 1 s in the middle of one more run of each load (`perf record -a -e " +
+		"sched:sched_switch,sched:sched_wakeup,sched:sched_migrate_task`). An idle period counts as begun with work waiting " +
+		"when a thread that became runnable in the last 5 ms was waiting on another CPU; per request (bulk: per MB):\n\n")
+	w.WriteString("| | idle share | idle periods | idle time begun with work waiting elsewhere | idle periods begun with a proxy thread waiting elsewhere | proxy thread sleeps |\n")
+	w.WriteString("|---|---:|---:|---:|---:|---:|\n")
+	for _, c := range cols {
+		r := p.sched[c]
+		per := func(n int) string {
+			if r.rate <= 0 || r.st.span <= 0 {
+				return "–"
+			}
+			return fmt.Sprintf("%.3f", float64(n)/r.st.span.Seconds()/r.rate)
+		}
+		waited, proxyWaited := "–", "–"
+		if r.st.idle > 0 {
+			waited = fmt.Sprintf("%.0f %%", 100*r.st.idleWaiting.Seconds()/r.st.idle.Seconds())
+		}
+		if r.st.periods > 0 {
+			proxyWaited = fmt.Sprintf("%.0f %%", 100*float64(r.st.proxyWaits)/float64(r.st.periods))
+		}
+		fmt.Fprintf(&w, "| %s | %.1f %% | %s | %s | %s | %s |\n", c, 100*r.st.idleShare(), per(r.st.periods),
+			waited, proxyWaited, per(r.st.proxySleeps))
 	}
 	return w.String()
 }
