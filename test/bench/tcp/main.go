@@ -73,7 +73,8 @@ func main() {
 	flag.IntVar(&o.bigMiB, "big-mib", o.bigMiB, "size of the bulk test's file in MiB")
 	flag.IntVar(&o.idle, "idle", o.idle, "idle proxied connections for the memory test (0 = skip)")
 	flag.IntVar(&o.nbthread, "nbthread", o.nbthread, "HAProxy nbthread (default: CPUs, like palisade's GOMAXPROCS)")
-	flag.StringVar(&o.profile, "profile", "", "after the runs, count syscalls (perf stat, or strace) and record profiles (perf record) of each proxy under load into this dir; "+
+	flag.StringVar(&o.profile, "profile", "", "after the runs, count syscalls (perf stat, or strace), record profiles (perf record) and trace the scheduler (perf record -a) "+
+		"of each proxy under load into this dir; "+
 		"for Go symbols use an unstripped palisade (go build -o /tmp/palisade ./cmd/palisade; make build strips)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work dir (configs, logs)")
 	flag.StringVar(&o.only, "only", "", "run only these scenarios, comma-separated: bulk, conn, keepalive (default: all)")
