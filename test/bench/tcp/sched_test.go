@@ -124,3 +124,30 @@ func TestSchedIdleShare(t *testing.T) {
 		t.Errorf("empty idleShare = %v, want 0", got)
 	}
 }
+
+func TestSchedMarkdown(t *testing.T) {
+	p := &profileResult{
+		cols: []string{"conn/palisade", "conn/haproxy", "bulk/palisade"},
+		sched: map[string]schedRow{
+			// 1 s at 10,000 req/s: 100 periods and 200 sleeps are 0.010 and 0.020 per request
+			"conn/palisade": {st: schedStats{span: time.Second, cpus: 2, periods: 100, idle: 40 * time.Millisecond,
+				idleWaiting: 30 * time.Millisecond, proxyWaits: 50, proxySleeps: 200}, rate: 10000},
+			"conn/haproxy": {st: schedStats{span: time.Second, cpus: 2}, rate: 0},
+		},
+	}
+	got := p.schedMarkdown()
+	for _, want := range []string{
+		"| conn/palisade | 2.0 % | 0.010 | 75 % | 50 % | 0.020 |",
+		"| conn/haproxy | 0.0 % | – | – | – | – |",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("missing row %q in:\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, "bulk/palisade") {
+		t.Errorf("a column without a trace has a row:\n%s", got)
+	}
+	if (&profileResult{cols: []string{"conn/palisade"}}).schedMarkdown() != "" {
+		t.Error("no traces: want no table")
+	}
+}
