@@ -5,6 +5,7 @@ import (
 	"net"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -85,5 +86,30 @@ func TestCheckCanceled(t *testing.T) {
 	r := <-done
 	if r.OK || !strings.Contains(r.Reason, "check canceled") {
 		t.Errorf("canceled check: %+v", r)
+	}
+}
+
+func TestDialWithoutKeepAlive(t *testing.T) {
+	up := serveTCP(t, func(c net.Conn) {})
+	conn, stop, err := dial(checkCtx(t, time.Second), up)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	defer stop()
+	rc, err := conn.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var on int
+	var gerr error
+	if err := rc.Control(func(fd uintptr) { on, gerr = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_KEEPALIVE) }); err != nil {
+		t.Fatal(err)
+	}
+	if gerr != nil {
+		t.Fatal(gerr)
+	}
+	if on != 0 {
+		t.Errorf("SO_KEEPALIVE = %d on a check's connection, want 0", on)
 	}
 }
