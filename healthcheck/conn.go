@@ -15,9 +15,9 @@ import (
 // dial opens a fresh TCP connection to addr and ties it to ctx: the
 // connection's deadline is ctx's deadline, and cancelling ctx unblocks any
 // read or write. The returned stop must be called before the connection is
-// closed. The connection has no TCP keep-alive: it lives for one probe, so
-// its probes would never fire, and setting them costs four system calls per
-// check.
+// closed. The connection has no TCP keep-alive: it lives for one check, so
+// keep-alive probes would never fire, and setting them up costs four system
+// calls.
 func dial(ctx context.Context, addr string) (net.Conn, func(), error) {
 	d := net.Dialer{KeepAlive: -1}
 	conn, err := d.DialContext(ctx, "tcp", addr)
