@@ -67,6 +67,7 @@ func parseSched(r io.Reader, proxy string) (schedStats, error) {
 		}
 		waiting[cpu][tid] = at
 	}
+	num := func(s string) int { n, _ := strconv.Atoi(s); return n } // the regexps match digits only
 	var first, last time.Duration
 	seen := false
 	sc := bufio.NewScanner(r)
@@ -76,7 +77,7 @@ func parseSched(r io.Reader, proxy string) (schedStats, error) {
 		if m == nil {
 			continue
 		}
-		cpu, _ := strconv.Atoi(m[1])
+		cpu := num(m[1])
 		secs, err := strconv.ParseFloat(m[2], 64)
 		if err != nil {
 			continue
@@ -95,31 +96,26 @@ func parseSched(r io.Reader, proxy string) (schedStats, error) {
 			if w == nil {
 				continue
 			}
-			tid, _ := strconv.Atoi(w[2])
-			target, _ := strconv.Atoi(w[3])
+			tid := num(w[2])
 			comm[tid] = w[1]
 			forget(tid)
-			put(target, tid, at)
+			put(num(w[3]), tid, at)
 		case "sched_migrate_task":
 			w := schedMigrRE.FindStringSubmatch(m[4])
 			if w == nil {
 				continue
 			}
-			tid, _ := strconv.Atoi(w[1])
-			from, _ := strconv.Atoi(w[2])
-			to, _ := strconv.Atoi(w[3])
+			tid, from := num(w[1]), num(w[2])
 			if t, ok := waiting[from][tid]; ok {
 				delete(waiting[from], tid)
-				put(to, tid, t)
+				put(num(w[3]), tid, t)
 			}
 		case "sched_switch":
 			w := schedPrevRE.FindStringSubmatch(m[4])
 			if w == nil {
 				continue
 			}
-			prev, _ := strconv.Atoi(w[2])
-			next, _ := strconv.Atoi(w[5])
-			state := w[3]
+			prev, next, state := num(w[2]), num(w[5]), w[3]
 			comm[prev], comm[next] = w[1], w[4]
 			forget(next)
 			if prev != 0 {
