@@ -24,6 +24,9 @@ type FrontendConfig struct {
 	ProxyTimeout  time.Duration
 	AccessLog     bool
 	ClientTimeout time.Duration
+	// DeferAccept has the kernel hold a connection until the client's
+	// first bytes are in (TCP_DEFER_ACCEPT on the frontend's listeners).
+	DeferAccept bool
 }
 
 // ConnHandler serves one accepted connection whose client is already known

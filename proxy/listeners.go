@@ -43,6 +43,7 @@ type listener struct {
 	fd       int
 	h        atomic.Pointer[handlerBox]
 	onEngine bool          // attached to the event loops
+	deferred bool          // TCP_DEFER_ACCEPT is set
 	done     chan struct{} // closed when the accept goroutine ends (nil: none)
 	pausing  atomic.Bool   // the accept goroutine is asked to end, not the listener
 }
@@ -124,6 +125,7 @@ func (ls *Listeners) Apply(want map[string]TCPHandler) error {
 		opened[addr] = &listener{addr: addr, ln: ln, fd: fd}
 	}
 	for addr, l := range opened {
+		ls.setDefer(l, want[addr])
 		l.h.Store(&handlerBox{want[addr]})
 		ls.serve(l)
 	}
@@ -133,6 +135,7 @@ func (ls *Listeners) Apply(want map[string]TCPHandler) error {
 			ls.byAddr[addr] = opened[addr]
 			continue
 		}
+		ls.setDefer(l, h)
 		if engineServes(h) == l.onEngine {
 			l.h.Store(&handlerBox{h})
 			continue
@@ -151,6 +154,28 @@ func (ls *Listeners) Apply(want map[string]TCPHandler) error {
 		}
 	}
 	return nil
+}
+
+// setDefer sets or clears TCP_DEFER_ACCEPT on l as h's config asks. The
+// kernel then holds a new connection until the client's first bytes are in,
+// so the loop that accepts it reads them at once instead of waking twice. It
+// saves work and changes nothing else, so a failure is logged and l serves
+// without it.
+func (ls *Listeners) setDefer(l *listener, h TCPHandler) {
+	f, _ := h.(*Frontend)
+	on := f != nil && f.cfg.DeferAccept
+	if on == l.deferred {
+		return
+	}
+	secs := 0
+	if on {
+		secs = 1 // the kernel's unit; it waits about that long for a silent client
+	}
+	if err := unix.SetsockoptInt(l.fd, unix.IPPROTO_TCP, unix.TCP_DEFER_ACCEPT, secs); err != nil {
+		ls.log.Warn("setting TCP_DEFER_ACCEPT on a listener", "listen", l.addr, "on", on, "error", err)
+		return
+	}
+	l.deferred = on
 }
 
 func listenerFD(ln *net.TCPListener) (int, error) {

@@ -88,6 +88,29 @@ func TestRateLimitBurstDefault(t *testing.T) {
 	}
 }
 
+func TestDeferAcceptDefaultByMode(t *testing.T) {
+	for _, tc := range []struct {
+		name, extra string
+		want        bool
+	}{
+		{"tcp", "", false},
+		{"tcp, on", "    defer_accept: true\n", true},
+		{"http", "    mode: http\n", true},
+		{"http, off", "    mode: http\n    defer_accept: false\n", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src := strings.Replace(minimal, "    default_backend: redis\n", "    default_backend: redis\n"+tc.extra, 1)
+			c, err := Parse("t.yaml", []byte(src))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := c.Frontends[0].DeferAccept; got != tc.want {
+				t.Fatalf("defer_accept %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
 // TestErrors checks that each bad file yields exactly the listed errors, with positions.
 func TestErrors(t *testing.T) {
 	cases := []struct {
@@ -105,7 +128,7 @@ frontends:
     maxconn: 5
 backends:
   - {name: b, servers: [{name: s, address: "127.0.0.1:2"}]}
-`, []string{`t.yaml:6:5: unknown key "maxconn" in frontend (known keys: name, mode, listen, tls, max_conns, allow, deny, rate_limit, proxy_protocol, access_log, timeouts, routes, default_backend, http)`}},
+`, []string{`t.yaml:6:5: unknown key "maxconn" in frontend (known keys: name, mode, listen, tls, max_conns, allow, deny, rate_limit, proxy_protocol, access_log, defer_accept, timeouts, routes, default_backend, http)`}},
 		{"types", `
 global:
   grace: soon

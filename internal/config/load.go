@@ -83,8 +83,12 @@ func finish(f *File) {
 		}
 	}
 	for i := range f.Frontends {
-		if rl := f.Frontends[i].RateLimit; rl != nil && rl.Burst == 0 {
+		fe := &f.Frontends[i]
+		if rl := fe.RateLimit; rl != nil && rl.Burst == 0 {
 			rl.Burst = max(1, int(2*rl.PerSource.PerSecond))
+		}
+		if fe.Mode == "http" && !fe.Has("defer_accept") {
+			fe.DeferAccept = true // an http client always speaks first
 		}
 	}
 	for _, s := range []*SynRate{&f.Synflood.PerSource, &f.Synflood.PerPort} {

@@ -74,7 +74,7 @@ func (d *Daemon) build(cfg *config.Config, prev *generation) (*generation, error
 			Name: fc.Name, MaxConns: fc.MaxConns,
 			Allow: config.Prefixes(fc.Allow), Deny: config.Prefixes(fc.Deny),
 			AcceptProxy: fc.ProxyProtocol.Accept, ProxyTimeout: fc.ProxyProtocol.Timeout.D(),
-			AccessLog: fc.AccessLog, ClientTimeout: fc.Timeouts.Client.D(),
+			AccessLog: fc.AccessLog, ClientTimeout: fc.Timeouts.Client.D(), DeferAccept: fc.DeferAccept,
 		}
 		if rl := fc.RateLimit; rl != nil {
 			pc.RateLimit = &limit.Config{Rate: rl.PerSource.PerSecond, Burst: rl.Burst}
