@@ -12,6 +12,9 @@
 #      PALISADE_CMD: command to start palisade; it gets $LISTEN and $SERVERS.
 #      Default: proxy/l7/internal/benchsrv. With the daemon:
 #      PALISADE_CMD='palisade run -c $CONF' where $CONF is written by this script.
+#      DEFER_ACCEPT: 1 (default) both proxies accept a connection once its request
+#      is in (palisade's defer_accept, its default in http mode; HAProxy's
+#      bind ... defer-accept); 0: neither does.
 #      CC: run in a network namespace of its own (root; unshare --net) whose TCP
 #      congestion control is this, e.g. cubic; the host's is left alone.
 set -euo pipefail
@@ -29,6 +32,13 @@ ROUNDS=${ROUNDS:-5}
 DURATION=${DURATION:-5s}
 CONNS=${CONNS:-50}
 THREADS=${THREADS:-1}
+DEFER_ACCEPT=${DEFER_ACCEPT:-1}
+case "$DEFER_ACCEPT" in
+  1) HAP_DEFER=" defer-accept"; PAL_DEFER=true ;;
+  0) HAP_DEFER=""; PAL_DEFER=false ;;
+  *) echo "DEFER_ACCEPT=$DEFER_ACCEPT: want 0 or 1" >&2; exit 2 ;;
+esac
+echo "defer accept: $PAL_DEFER (both proxies)"
 
 for b in haproxy nginx wrk; do
   if ! command -v "$b" >/dev/null && ! [ -x "/usr/sbin/$b" ]; then
@@ -91,7 +101,7 @@ defaults
   timeout http-keep-alive 60s
   retries 2
 frontend web
-  bind 127.0.0.1:$HP
+  bind 127.0.0.1:$HP$HAP_DEFER
   # the same four headers palisade's http.forwarded adds, so that both
   # proxies (and the nginx behind them) do the same work
   option forwardfor
@@ -117,6 +127,7 @@ frontends:
     mode: http
     listen: ["$LISTEN"]
     http: {forwarded: true, request_id: false}
+    defer_accept: $PAL_DEFER
     default_backend: app
 backends:
   - name: app
@@ -130,7 +141,7 @@ if [ -n "${PALISADE_CMD:-}" ]; then
   eval "$PALISADE_CMD" &
 else
   (cd "$ROOT" && go build -o "$W/benchsrv" ./proxy/l7/internal/benchsrv)
-  GOMAXPROCS=${PALISADE_GOMAXPROCS:-} "$W/benchsrv" -listen "$LISTEN" -servers "$SERVERS" 2>"$W/palisade.log" &
+  GOMAXPROCS=${PALISADE_GOMAXPROCS:-} "$W/benchsrv" -listen "$LISTEN" -servers "$SERVERS" -defer-accept="$PAL_DEFER" 2>"$W/palisade.log" &
 fi
 PPID_=$!; PIDS+=($PPID_)
 

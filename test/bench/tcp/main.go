@@ -47,11 +47,12 @@ type options struct {
 	keep      bool
 	only      string // comma-separated scenario keys; empty: all
 	pin       pinning
+	deferAcc  bool // the bench frontend of both proxies defers accept
 }
 
 func defaultOptions() options {
 	return options{runs: 9, duration: 5 * time.Second, threads: 2, conns: 50, bulkConns: 4, bigMiB: 100,
-		idle: 10000, nbthread: runtime.NumCPU()}
+		idle: 10000, nbthread: runtime.NumCPU(), deferAcc: true}
 }
 
 func main() {
@@ -80,6 +81,8 @@ func main() {
 	flag.StringVar(&o.only, "only", "", "run only these scenarios, comma-separated: bulk, conn, keepalive (default: all)")
 	flag.StringVar(&o.cc, "cc", "", "run in a new network namespace (root) whose TCP congestion control is this (e.g. cubic, bbr); "+
 		"default: the host's, in the host's namespace")
+	flag.BoolVar(&o.deferAcc, "defer-accept", o.deferAcc, "the bench frontend of both proxies accepts a connection only once its request is in "+
+		"(palisade's defer_accept, HAProxy's defer-accept; TCP_DEFER_ACCEPT): the clients speak first, as HTTP's do")
 	pin := flag.String("pin", "", "PROXY_CPUS:LOAD_CPUS, e.g. 0:1: run the proxies on the first CPUs and nginx, wrk and the bulk client on the others "+
 		"(taskset), as on a host where clients and servers are other machines; HAProxy's nbthread defaults to the proxy CPUs then")
 	flag.Parse()

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/palisade-lb/palisade/internal/config"
 )
 
 func TestMain(m *testing.M) {
@@ -168,5 +170,28 @@ func TestSignTestP(t *testing.T) {
 	}
 	if !math.IsNaN(signTestP(0, 0)) {
 		t.Error("signTestP(0, 0) is not NaN")
+	}
+}
+
+// TestConfigsDeferAccept: the bench frontend of both proxies defers accept
+// when asked, and the idle test's frontend never does (its clients stay
+// silent, so they would never be accepted).
+func TestConfigsDeferAccept(t *testing.T) {
+	backends, hold := []string{"127.0.0.1:1", "127.0.0.1:2"}, []string{"127.0.0.1:3", "127.0.0.1:4"}
+	for _, on := range []bool{true, false} {
+		c, err := config.Parse("bench.yaml", []byte(palisadeConf(10, 11, backends, hold, on)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, fe := range c.Frontends {
+			if want := on && fe.Name == "bench"; fe.DeferAccept != want {
+				t.Errorf("defer %v: palisade frontend %s defer_accept %v, want %v", on, fe.Name, fe.DeferAccept, want)
+			}
+		}
+		hap := haproxyConf(2, 100, "option splice-auto", 10, 11, backends, hold, on)
+		if got := strings.Count(hap, "defer-accept"); got != map[bool]int{true: 1, false: 0}[on] ||
+			on && !strings.Contains(hap, "bind 127.0.0.1:10 defer-accept\n") {
+			t.Errorf("defer %v: HAProxy config:\n%s", on, hap)
+		}
 	}
 }

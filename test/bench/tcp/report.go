@@ -20,6 +20,9 @@ func (b *bench) report(res *results) string {
 	if o.cc != "" {
 		cmdline += " -cc " + o.cc
 	}
+	if !o.deferAcc {
+		cmdline += " -defer-accept=false"
+	}
 	placement := "the proxies and load generators sharing the CPUs"
 	title := "TCP mode (`mode tcp`)"
 	if o.pin.on() {
@@ -42,15 +45,22 @@ func (b *bench) report(res *results) string {
 	pal := b.info["palisade"]
 	if b.base != nil {
 		pal += fmt.Sprintf("; baseline (`-baseline %s`): %s", o.baseline, b.info["baseline"])
+		if b.info["baseline-nodefer"] != "" {
+			pal += " (predates `defer_accept`: runs without it)"
+		}
+	}
+	deferNote := "The bench frontend of both proxies accepts a connection once its request is in (`defer_accept: true`; HAProxy `bind ... defer-accept`). "
+	if !o.deferAcc {
+		deferNote = "Neither proxy defers accept (`-defer-accept=false`). "
 	}
 	fmt.Fprintf(&w, "%d CPUs (%s), Linux %s; %s; HAProxy %s (`nbthread %d`); nginx %s (`worker_processes 1`, "+
-		"two ports = the two servers); wrk %s; TCP congestion control %s. Everything on loopback, one machine, %s. "+
+		"two ports = the two servers); wrk %s; TCP congestion control %s. Everything on loopback, one machine, %s. %s"+
 		"Medians of %d alternating runs of %v (range in brackets). Proxy CPU is utime+stime of all "+
 		"its threads (`/proc/PID/stat`) during the run, divided by requests served (or GB moved); machine CPU is the "+
 		"same for the whole machine (proxy, wrk, nginx, kernel; `/proc/stat`), and machine idle its idle share; TCP segments are those the "+
 		"machine sent (`OutSegs` of `/proc/net/snmp`; on loopback each is also received).\n\n",
 		runtime.NumCPU(), b.info["cpu"], b.info["kernel"], pal, b.info["haproxy"], o.nbthread,
-		b.info["nginx"], b.info["wrk"], b.info["cc"], placement, o.runs, o.duration)
+		b.info["nginx"], b.info["wrk"], b.info["cc"], placement, deferNote, o.runs, o.duration)
 
 	fmt.Fprintf(&w, "| test | target | throughput | p99 latency | proxy CPU | proxy context switches | machine CPU | machine idle | TCP segments | errors |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, sc := range res.scenarios {

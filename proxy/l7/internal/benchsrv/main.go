@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"log"
 	"log/slog"
@@ -17,6 +18,7 @@ import (
 	"syscall"
 
 	"github.com/palisade-lb/palisade/proxy/l7"
+	"golang.org/x/sys/unix"
 )
 
 type server struct {
@@ -65,6 +67,7 @@ func main() {
 	servers := flag.String("servers", "127.0.0.1:8081", "comma-separated server addresses")
 	accessLog := flag.Bool("access-log", false, "log every request")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile here until stopped")
+	deferAccept := flag.Bool("defer-accept", true, "accept a connection once its request is in (TCP_DEFER_ACCEPT), as the daemon's http frontends do")
 	flag.Parse()
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
@@ -92,7 +95,17 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", *listen)
+	lc := net.ListenConfig{}
+	if *deferAccept {
+		lc.Control = func(_, _ string, c syscall.RawConn) error {
+			var serr error
+			err := c.Control(func(fd uintptr) {
+				serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_DEFER_ACCEPT, 1)
+			})
+			return errors.Join(err, serr)
+		}
+	}
+	ln, err := lc.Listen(context.Background(), "tcp", *listen)
 	if err != nil {
 		log.Fatal(err)
 	}
