@@ -158,9 +158,9 @@ func (ls *Listeners) Apply(want map[string]TCPHandler) error {
 
 // setDefer sets or clears TCP_DEFER_ACCEPT on l as h's config asks. The
 // kernel then holds a new connection until the client's first bytes are in,
-// so the loop that accepts it reads them at once instead of waking twice. It
-// saves work and changes nothing else, so a failure is logged and l serves
-// without it.
+// so the loop that accepts it reads them at once instead of waking again for
+// them. It changes only when a connection is accepted, so a failure is
+// logged and l serves without it.
 func (ls *Listeners) setDefer(l *listener, h TCPHandler) {
 	f, _ := h.(*Frontend)
 	on := f != nil && f.cfg.DeferAccept
