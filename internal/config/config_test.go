@@ -97,6 +97,8 @@ func TestDeferAcceptDefaultByMode(t *testing.T) {
 		{"tcp, on", "    defer_accept: true\n", true},
 		{"http", "    mode: http\n", true},
 		{"http, off", "    mode: http\n    defer_accept: false\n", false},
+		{"tcp, PROXY header", "    proxy_protocol: {accept: true}\n", true},
+		{"tcp, PROXY header, off", "    proxy_protocol: {accept: true}\n    defer_accept: false\n", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			src := strings.Replace(minimal, "    default_backend: redis\n", "    default_backend: redis\n"+tc.extra, 1)

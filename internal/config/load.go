@@ -87,8 +87,10 @@ func finish(f *File) {
 		if rl := fe.RateLimit; rl != nil && rl.Burst == 0 {
 			rl.Burst = max(1, int(2*rl.PerSource.PerSecond))
 		}
-		if fe.Mode == "http" && !fe.Has("defer_accept") {
-			fe.DeferAccept = true // an http client always speaks first
+		if !fe.Has("defer_accept") && (fe.Mode == "http" || fe.ProxyProtocol.Accept) {
+			// the client always speaks first: a request, or the PROXY header
+			// nothing can be done without
+			fe.DeferAccept = true
 		}
 	}
 	for _, s := range []*SynRate{&f.Synflood.PerSource, &f.Synflood.PerPort} {

@@ -80,7 +80,7 @@ type Frontend struct {
 	RateLimit      *RateLimit    `yaml:"rate_limit" doc:"new connections per client IP"`
 	ProxyProtocol  ProxyProtocol `yaml:"proxy_protocol"`
 	AccessLog      bool          `yaml:"access_log" default:"false" doc:"one log line per connection (tcp) or request (http)"`
-	DeferAccept    bool          `yaml:"defer_accept" doc:"accept a connection only once the client has sent data (TCP_DEFER_ACCEPT, HAProxy's defer-accept); a silent client is accepted after about 1 s. Default: on in http mode, off in tcp mode; in tcp mode turn it on only where the client speaks first (HTTP, TLS, redis, a PROXY header), never for SMTP, MySQL or FTP"`
+	DeferAccept    bool          `yaml:"defer_accept" doc:"accept a connection only once the client has sent data (TCP_DEFER_ACCEPT, HAProxy's defer-accept); a silent client is accepted after about 1 s. Default: on in http mode and with proxy_protocol.accept, else off; turn it on in tcp mode only where the client speaks first (HTTP, TLS, redis), never for SMTP, MySQL or FTP"`
 	Timeouts       Timeouts      `yaml:"timeouts" doc:"inherits defaults.timeouts"`
 	Routes         []Route       `yaml:"routes" doc:"http mode: first match wins"`
 	DefaultBackend string        `yaml:"default_backend" doc:"backend when no route matches"`
