@@ -84,8 +84,9 @@ type econn struct {
 	noPipe                  bool        // no pipe to be had: copy this body
 
 	ds         *drainSet
-	rbp, ubp   *[]byte // the pooled buffers behind rbuf, ubuf (nil: none held)
-	obp, wbp   *[]byte // behind obuf, wbuf
+	rbp, ubp   *[]byte         // the pooled buffers behind rbuf, ubuf (nil: none held)
+	obp, wbp   *[]byte         // behind obuf, wbuf
+	qhp, shp   *[]http1.Header // the pooled arrays behind req.Headers, resp.Headers
 	opts       *EngineOptions
 	cIn, cOut  uint64 // client bytes not yet given to CountBytes
 	needHdr    bool   // the PROXY header is still to be read
@@ -156,6 +157,29 @@ func (bp *bufPool) drop(h **[]byte) {
 	}
 }
 
+// hdrArrays holds the parsers' header arrays, taken per exchange like the
+// buffers: an idle keep-alive connection holds none.
+var hdrArrays = sync.Pool{New: func() any { h := make([]http1.Header, 0, 16); return &h }}
+
+// takeHdrs gives *h, the Headers a parser appends to, a pooled array unless
+// *p already holds one for it.
+func takeHdrs(p **[]http1.Header, h *[]http1.Header) {
+	if *p == nil {
+		*p = hdrArrays.Get().(*[]http1.Header)
+		*h = (**p)[:0]
+	}
+}
+
+// dropHdrs gives the array behind *h back (the one the parser grew it to,
+// if it did).
+func dropHdrs(p **[]http1.Header, h *[]http1.Header) {
+	if *p != nil {
+		**p = (*h)[:0]
+		hdrArrays.Put(*p)
+		*p, *h = nil, nil
+	}
+}
+
 // takeHeads gives obuf and wbuf (appended to from empty) pooled arrays.
 func (e *econn) takeHeads() {
 	if e.obp == nil {
@@ -172,6 +196,8 @@ func (e *econn) dropHeads() {
 	heads.drop(&e.obp)
 	heads.drop(&e.wbp)
 	e.obuf, e.wbuf = nil, nil
+	dropHdrs(&e.qhp, &e.req.Headers)
+	dropHdrs(&e.shp, &e.resp.Headers)
 }
 
 // dropRbuf gives the request buffer back; it holds nothing (roff == rn).
@@ -417,6 +443,7 @@ func (e *econn) head() {
 				}
 			}
 		} else if c.rn > c.roff {
+			takeHdrs(&e.qhp, &c.req.Headers)
 			n, err := http1.ParseRequest(c.rbuf[c.roff:c.rn], &c.req, h.lim)
 			if err == nil {
 				c.headLen = n
@@ -730,6 +757,7 @@ func (e *econn) sendFailed(err error) {
 func (e *econn) wait() {
 	c := &e.conn
 	u := e.u
+	takeHdrs(&e.shp, &c.resp.Headers)
 	for {
 		done, err := c.parseResponseHead()
 		if err == nil && !done && u.readable {
@@ -1384,7 +1412,7 @@ func (e *econn) handoff() {
 		c.count = e.opts.CountBytes // counted from here on through c.cc
 	}
 	// the goroutine owns the buffers now: never back to the pools
-	e.rbp, e.ubp, e.obp, e.wbp = nil, nil, nil, nil
+	e.rbp, e.ubp, e.obp, e.wbp, e.qhp, e.shp = nil, nil, nil, nil, nil, nil
 	if c.ubuf == nil {
 		c.ubuf = make([]byte, 32<<10)
 	}

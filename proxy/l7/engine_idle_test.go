@@ -1,0 +1,71 @@
+package l7
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"net/http"
+	"testing"
+	"time"
+)
+
+// An idle keep-alive connection on the engine holds none of the pooled
+// memory an exchange takes: no buffer and no header array. (Before the
+// header arrays were pooled, an idle connection kept both parsers' arrays:
+// about 450 bytes of a response's headers.)
+func TestEngineIdleConnectionHoldsNoPooledMemory(t *testing.T) {
+	if !onEngine {
+		t.Skip("engine only")
+	}
+	srv := startRaw(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		for {
+			if _, err := http.ReadRequest(br); err != nil {
+				return
+			}
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nServer: raw\r\nContent-Type: text/plain\r\nETag: \"x\"\r\nContent-Length: 2\r\n\r\nok")
+		}
+	})
+	s := newFakeServer("s", srv.addr())
+	eh := newEngineHarness(t, fakeBackends{"app": {name: "app", servers: []*fakeServer{s}}})
+	c, ec, _ := eh.serve(t, nil)
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(c)
+	for i := range 2 {
+		io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\nUser-Agent: t\r\nAccept: */*\r\n\r\n")
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 || string(b) != "ok" {
+			t.Fatalf("request %d: %d %q", i, resp.StatusCode, b)
+		}
+	}
+	held := make(chan []string, 1)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		eh.lp.Post(func() {
+			e := ec.e
+			var h []string
+			for name, p := range map[string]bool{
+				"rbuf": e.rbp != nil, "ubuf": e.ubp != nil, "obuf": e.obp != nil, "wbuf": e.wbp != nil,
+				"request headers":  e.qhp != nil || e.req.Headers != nil,
+				"response headers": e.shp != nil || e.resp.Headers != nil,
+			} {
+				if p {
+					h = append(h, name)
+				}
+			}
+			held <- h
+		})
+		h := <-held
+		if len(h) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("an idle keep-alive connection holds %v", h)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
