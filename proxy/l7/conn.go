@@ -56,11 +56,7 @@ type conn struct {
 	lr          io.LimitedReader
 	tried       Tried
 	served      int
-	rdl, wdl    time.Time // last deadlines set on nc (see deadlineFresh)
-	rawc        syscall.RawConn
-	rawWriteFn  func(uintptr) bool // c.rawWrite, bound once per pooled conn
-	wpend       []byte
-	werr        error
+	g           *gio // the goroutine path's I/O state (nil on the event loops)
 	state       atomic.Int32
 	draining    atomic.Bool
 	dprev       *conn // drainSet list
@@ -82,15 +78,26 @@ type conn struct {
 	bytesOut   int64
 }
 
+// gio is the state of the goroutine path's client I/O: writes through the
+// raw conn and the deadlines last set. A connection served on the event
+// loops has none (it would be a tenth of an idle one's memory) until it is
+// handed to a goroutine.
+type gio struct {
+	rdl, wdl   time.Time // last deadlines set on nc (see deadlineFresh)
+	rawc       syscall.RawConn
+	rawWriteFn func(uintptr) bool // g.rawWrite, bound once per gio
+	wpend      []byte
+	werr       error
+}
+
 func (c *conn) init(ctx context.Context, h *Handler, nc net.Conn, client netip.AddrPort, isTLS bool) {
 	c.h, c.ctx, c.client, c.isTLS = h, ctx, client, isTLS
 	c.setClient(nc)
-	c.rawc = nil
-	if c.rawWriteFn == nil {
-		c.rawWriteFn = c.rawWrite
+	if g := c.g; g != nil {
+		g.rawc = nil
+		g.rdl, g.wdl = time.Time{}, time.Time{}
 	}
 	c.roff, c.rn, c.served = 0, 0, 0
-	c.rdl, c.wdl = time.Time{}, time.Time{}
 	c.lastEnd = time.Time{}
 	c.state.Store(stBusy)
 	c.draining.Store(false)
@@ -104,6 +111,10 @@ func (c *conn) setClient(nc net.Conn) {
 	c.cc.take()
 	if nc != nil {
 		c.nc = &c.cc
+		if c.g == nil {
+			c.g = &gio{}
+			c.g.rawWriteFn = c.g.rawWrite
+		}
 	}
 }
 
@@ -125,7 +136,10 @@ func (c *conn) writeProxyHeader(u *upConn, version int) error {
 }
 
 func (c *conn) release() {
-	c.h, c.ctx, c.nc, c.tcp, c.rawc, c.count = nil, nil, nil, nil, nil, nil
+	c.h, c.ctx, c.nc, c.tcp, c.count = nil, nil, nil, nil, nil
+	if c.g != nil {
+		c.g.rawc = nil
+	}
 	c.cc.Conn = nil
 	c.tried.reset()
 	if cap(c.rbuf) > 64<<10 {
@@ -188,33 +202,34 @@ func (c *conn) logServer(msg string, be *backendRef, srv Server, err error) {
 	c.h.log.Warn(msg, "backend", be.name, "server", srv.Name())
 }
 
-func (c *conn) readDeadline(t time.Time) { c.rdl = t; c.nc.SetReadDeadline(t) }
+func (c *conn) readDeadline(t time.Time) { c.g.rdl = t; c.nc.SetReadDeadline(t) }
 
 // writeClient writes b to the client. On plain TCP it first writes without
 // blocking and without arming the write deadline (a timer update per
 // response): the kernel usually takes the whole response at once. Only a
 // remainder waits for the client, under timeouts.client.
 func (c *conn) writeClient(b []byte) error {
+	g := c.g
 	if c.tcp != nil {
-		if c.rawc == nil {
+		if g.rawc == nil {
 			rc, err := c.tcp.SyscallConn()
 			if err != nil {
 				return err
 			}
-			c.rawc = rc
+			g.rawc = rc
 		}
-		c.wpend, c.werr = b, nil
-		err := c.rawc.Write(c.rawWriteFn)
-		c.cc.out.Add(uint64(len(b) - len(c.wpend))) // written past c.cc
-		b, c.wpend = c.wpend, nil
+		g.wpend, g.werr = b, nil
+		err := g.rawc.Write(g.rawWriteFn)
+		c.cc.out.Add(uint64(len(b) - len(g.wpend))) // written past c.cc
+		b, g.wpend = g.wpend, nil
 		if err == nil {
-			err = c.werr
+			err = g.werr
 		}
 		if err != nil || len(b) == 0 {
 			return err
 		}
 	}
-	if t := time.Now().Add(c.h.cfg.Timeouts.Client); !deadlineFresh(c.wdl, t, c.h.cfg.Timeouts.Client) {
+	if t := time.Now().Add(c.h.cfg.Timeouts.Client); !deadlineFresh(g.wdl, t, c.h.cfg.Timeouts.Client) {
 		c.writeDeadline(t)
 	}
 	_, err := c.nc.Write(b)
@@ -223,17 +238,17 @@ func (c *conn) writeClient(b []byte) error {
 
 // rawWrite is the syscall.RawConn callback of writeClient: one non-blocking
 // pass, never waiting.
-func (c *conn) rawWrite(fd uintptr) bool {
-	for len(c.wpend) > 0 {
-		n, err := syscall.Write(int(fd), c.wpend)
+func (g *gio) rawWrite(fd uintptr) bool {
+	for len(g.wpend) > 0 {
+		n, err := syscall.Write(int(fd), g.wpend)
 		if n > 0 {
-			c.wpend = c.wpend[n:]
+			g.wpend = g.wpend[n:]
 		}
 		if err == syscall.EINTR {
 			continue
 		}
 		if err != nil && err != syscall.EAGAIN {
-			c.werr = err
+			g.werr = err
 		}
 		if err != nil || n <= 0 {
 			break
@@ -241,7 +256,7 @@ func (c *conn) rawWrite(fd uintptr) bool {
 	}
 	return true
 }
-func (c *conn) writeDeadline(t time.Time) { c.wdl = t; c.nc.SetWriteDeadline(t) }
+func (c *conn) writeDeadline(t time.Time) { c.g.wdl = t; c.nc.SetWriteDeadline(t) }
 
 // deadlineFresh reports whether a deadline last set to last may stand in for target:
 // it is not later than target and at most d/16 earlier. Hot paths then skip
@@ -289,7 +304,7 @@ func (c *conn) readHead() bool {
 			if c.served == 0 || now.IsZero() {
 				now = time.Now()
 			}
-			if t := now.Add(d); !deadlineFresh(c.rdl, t, d) {
+			if t := now.Add(d); !deadlineFresh(c.g.rdl, t, d) {
 				c.readDeadline(t)
 			}
 			if c.served == 0 {
@@ -764,7 +779,7 @@ func (c *conn) sendBody(u *upConn) (int, string) {
 				return 0, ""
 			}
 			now := time.Now()
-			if t := now.Add(h.cfg.Timeouts.Client); !deadlineFresh(c.rdl, t, h.cfg.Timeouts.Client) {
+			if t := now.Add(h.cfg.Timeouts.Client); !deadlineFresh(c.g.rdl, t, h.cfg.Timeouts.Client) {
 				c.readDeadline(t)
 			}
 			u.armDeadline(now, h.cfg.Timeouts.Server)
@@ -786,7 +801,7 @@ func (c *conn) sendBody(u *upConn) (int, string) {
 // write errors separately.
 func (c *conn) copyN(dst net.Conn, dtcp *net.TCPConn, src net.Conn, stcp *net.TCPConn, n int64, srcTimeout, dstTimeout time.Duration, u *upConn) (int64, error, error) {
 	// Deadlines set below bypass the trackers.
-	defer func() { c.rdl, c.wdl, u.dl = time.Time{}, time.Time{}, time.Time{} }()
+	defer func() { c.g.rdl, c.g.wdl, u.dl = time.Time{}, time.Time{}, time.Time{} }()
 	var dstDeadline time.Time
 	arm := func() {
 		now := time.Now()
