@@ -299,7 +299,9 @@ func (p *profileResult) markdown() string {
 	}
 	var w strings.Builder
 	fmt.Fprintf(&w, "\nSyscalls of the proxy per request (bulk: per MB), counted with `%s` on all its threads "+
-		"in one more run of each load (not part of the figures above; `-profile DIR`):\n\n", p.method)
+		"in one more run of each load (not part of the figures above; `-profile DIR`). Tracing every call slows the proxy, "+
+		"so calls whose number depends on timing (`epoll_pwait`, `epoll_wait`, `sched_yield`) come out lower than "+
+		"untraced; the scheduler trace below counts sleeps in a run of its own:\n\n", p.method)
 	w.WriteString("| syscall |")
 	for _, c := range p.cols {
 		fmt.Fprintf(&w, " %s |", c)
