@@ -78,6 +78,7 @@ backends:
 		if err != nil {
 			t.Fatal(err)
 		}
+		t.Cleanup(func() { _ = silent.Close() }) // also when a check below fails
 		dialed := time.Now()
 		if err := tc.talk(tc.addr); err != nil {
 			t.Fatalf("%s: %v", tc.fe, err)

@@ -3,7 +3,6 @@ package l7
 import (
 	"bufio"
 	"io"
-	"net"
 	"net/http"
 	"testing"
 	"time"
@@ -18,15 +17,7 @@ func TestEngineIdleConnectionHoldsNoPooledMemory(t *testing.T) {
 	if !onEngine {
 		t.Skip("engine only")
 	}
-	srv := startRaw(t, func(c net.Conn) {
-		br := bufio.NewReader(c)
-		for {
-			if _, err := http.ReadRequest(br); err != nil {
-				return
-			}
-			io.WriteString(c, "HTTP/1.1 200 OK\r\nServer: raw\r\nContent-Type: text/plain\r\nETag: \"x\"\r\nContent-Length: 2\r\n\r\nok")
-		}
-	})
+	srv := fixedServer(t, []byte("HTTP/1.1 200 OK\r\nServer: raw\r\nContent-Type: text/plain\r\nETag: \"x\"\r\nContent-Length: 2\r\n\r\nok"))
 	s := newFakeServer("s", srv.addr())
 	eh := newEngineHarness(t, fakeBackends{"app": {name: "app", servers: []*fakeServer{s}}})
 	c, ec, _ := eh.serve(t, nil)
@@ -43,10 +34,16 @@ func TestEngineIdleConnectionHoldsNoPooledMemory(t *testing.T) {
 			t.Fatalf("request %d: %d %q", i, resp.StatusCode, b)
 		}
 	}
-	held := make(chan []string, 1)
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		eh.lp.Post(func() {
+	// what the connection holds, read on its loop
+	var held []string
+	defer func() {
+		if t.Failed() {
+			t.Logf("the idle connection holds %v", held)
+		}
+	}()
+	waitFor(t, "an idle keep-alive connection to hold no pooled memory", func() bool {
+		done := make(chan []string, 1)
+		if !eh.lp.Post(func() {
 			e := ec.e
 			var h []string
 			for name, p := range map[string]bool{
@@ -58,17 +55,13 @@ func TestEngineIdleConnectionHoldsNoPooledMemory(t *testing.T) {
 					h = append(h, name)
 				}
 			}
-			held <- h
-		})
-		h := <-held
-		if len(h) == 0 {
-			return
+			done <- h
+		}) {
+			t.Fatal("the loop has ended")
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("an idle keep-alive connection holds %v", h)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		held = <-done
+		return len(held) == 0
+	})
 }
 
 // An engine connection stays in the 1536-byte allocation class: the next

@@ -225,24 +225,34 @@ func parseStraceSummary(s string) map[string]int64 {
 	return out
 }
 
+// recordDuring runs `perf record args...` during one run of sc's load
+// through t. With interrupt, perf is stopped when the load ends (it records
+// a process until told to stop); without, it ends by itself (args give it a
+// command). It returns the load's sample.
+func (b *bench) recordDuring(ctx context.Context, sc *scenario, t *target, interrupt bool, args ...string) (sample, error) {
+	rec := exec.CommandContext(ctx, b.tools.perf, append([]string{"record"}, args...)...)
+	var out bytes.Buffer
+	rec.Stdout, rec.Stderr = &out, &out
+	if err := rec.Start(); err != nil {
+		return sample{}, err
+	}
+	s, werr := sc.run(ctx, t)
+	if interrupt {
+		_ = rec.Process.Signal(os.Interrupt)
+	}
+	if err := rec.Wait(); err != nil && !(interrupt && strings.Contains(err.Error(), "interrupt")) {
+		return sample{}, fmt.Errorf("perf record: %v: %s", err, out.String())
+	}
+	return s, werr
+}
+
 // perfRecord records call graphs of t's process during one run of sc's
 // load and writes file.data and a flat report file.txt.
 func (b *bench) perfRecord(ctx context.Context, sc *scenario, t *target, file string) error {
 	pctx, cancel := context.WithTimeout(ctx, b.o.duration+60*time.Second)
 	defer cancel()
-	rec := exec.CommandContext(pctx, b.tools.perf, "record", "-F", "999", "-g", "-p", strconv.Itoa(t.p.pid()), "-o", file+".data")
-	var out bytes.Buffer
-	rec.Stdout, rec.Stderr = &out, &out
-	if err := rec.Start(); err != nil {
+	if _, err := b.recordDuring(pctx, sc, t, true, "-F", "999", "-g", "-p", strconv.Itoa(t.p.pid()), "-o", file+".data"); err != nil {
 		return err
-	}
-	_, werr := sc.run(pctx, t)
-	_ = rec.Process.Signal(os.Interrupt)
-	if err := rec.Wait(); err != nil && !strings.Contains(err.Error(), "interrupt") {
-		return fmt.Errorf("perf record: %v: %s", err, out.String())
-	}
-	if werr != nil {
-		return werr
 	}
 	rep := exec.CommandContext(pctx, b.tools.perf, "report", "-i", file+".data", "--stdio", "--no-children",
 		"--sort", "dso,symbol", "--percent-limit", "0.7", "-g", "none")
@@ -265,21 +275,12 @@ func (b *bench) schedTrace(ctx context.Context, sc *scenario, t *target, file st
 		return schedRow{}, err
 	}
 	delay := max(b.o.duration/2-500*time.Millisecond, 0)
-	rec := exec.CommandContext(pctx, b.tools.perf, "record", "-q", "-a",
+	s, err := b.recordDuring(pctx, sc, t, false, "-q", "-a",
 		"-e", "sched:sched_switch,sched:sched_wakeup,sched:sched_migrate_task",
 		"-D", strconv.FormatInt(delay.Milliseconds(), 10), "-o", file+".data",
 		"--", "sleep", strconv.FormatFloat((delay+time.Second).Seconds(), 'f', 3, 64))
-	var out bytes.Buffer
-	rec.Stdout, rec.Stderr = &out, &out
-	if err := rec.Start(); err != nil {
+	if err != nil {
 		return schedRow{}, err
-	}
-	s, werr := sc.run(pctx, t)
-	if err := rec.Wait(); err != nil {
-		return schedRow{}, fmt.Errorf("perf record: %v: %s", err, out.String())
-	}
-	if werr != nil {
-		return schedRow{}, werr
 	}
 	script := exec.CommandContext(pctx, b.tools.perf, "script", "-i", file+".data", "-F", "comm,tid,cpu,time,event,trace")
 	txt, err := script.Output()

@@ -42,11 +42,15 @@ func (b *bench) report(res *results) string {
 		made = "" // no make target passes these
 	}
 	fmt.Fprintf(&w, "Measured %s with `%s`%s.\n", time.Now().UTC().Format("2006-01-02"), cmdline, made)
+	const noDefer = " (predates `defer_accept`: runs without it)"
 	pal := b.info["palisade"]
+	if b.noDefer["palisade"] {
+		pal += noDefer
+	}
 	if b.base != nil {
 		pal += fmt.Sprintf("; baseline (`-baseline %s`): %s", o.baseline, b.info["baseline"])
-		if b.info["baseline-nodefer"] != "" {
-			pal += " (predates `defer_accept`: runs without it)"
+		if b.noDefer["baseline"] {
+			pal += noDefer
 		}
 	}
 	deferNote := "The bench frontend of both proxies accepts a connection once its request is in (`defer_accept: true`; HAProxy `bind ... defer-accept`). "

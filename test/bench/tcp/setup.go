@@ -71,6 +71,7 @@ type bench struct {
 	nofile     uint64
 	hapMaxconn int
 	info       map[string]string
+	noDefer    map[string]bool // palisade builds (by target key) from before defer_accept, run without it
 }
 
 func (b *bench) close(keep bool, logf func(string, ...any)) {
@@ -85,7 +86,7 @@ func (b *bench) close(keep bool, logf func(string, ...any)) {
 // setup writes the configs and starts nginx, palisade and two HAProxies,
 // waiting until each serves through to the backends.
 func setup(ctx context.Context, o options, tools toolPaths, logf func(string, ...any)) (*bench, error) {
-	b := &bench{o: o, tools: tools, logf: logf, info: map[string]string{}}
+	b := &bench{o: o, tools: tools, logf: logf, info: map[string]string{}, noDefer: map[string]bool{}}
 	// 10k idle connections: palisade needs 2 fds per session plus splice
 	// pipes; the bench itself holds both ends. Children inherit the limit.
 	nofile, err := raiseNofile(1 << 18)
@@ -155,7 +156,7 @@ func setup(ctx context.Context, o options, tools toolPaths, logf func(string, ..
 			if deferAcc && bytes.Contains(out, []byte(`unknown key "defer_accept"`)) {
 				// a baseline built before the key: the same config without it
 				logf("%s has no defer_accept; it runs without", name)
-				b.info[name+"-nodefer"] = "1"
+				b.noDefer[name] = true
 				deferAcc = false
 				continue
 			}
