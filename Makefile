@@ -7,7 +7,7 @@ LDFLAGS  := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 TESTFLAGS ?= -race -timeout 20m
 FUZZTIME ?= 30s
 
-.PHONY: all build run test test-short deps bench bench-tcp bench-tcp-pinned bench-tcp-cubic bench-http bench-failover bench-synflood fuzz generate lint docs clean
+.PHONY: all build run test test-short deps bench bench-tcp bench-tcp-pinned bench-tcp-cubic bench-http bench-http-pinned bench-failover bench-synflood fuzz generate lint docs clean
 
 all: build
 
@@ -33,7 +33,7 @@ test-short:
 deps:
 	@bash test/install-deps.sh
 
-bench: bench-tcp bench-tcp-pinned bench-http
+bench: bench-tcp bench-tcp-pinned bench-http bench-http-pinned
 
 bench-tcp: build
 	@bash test/install-deps.sh bench
@@ -58,6 +58,12 @@ bench-http: build
 	@bash test/install-deps.sh bench
 	PALISADE_CMD='exec $(CURDIR)/$(BIN)/palisade run -c $$CONF' bash test/bench/http/run.sh
 	$(GO) run ./test/bench/http/idlemem -palisade $(BIN)/palisade
+
+# The same with each proxy alone on CPU 0 and nginx and wrk on CPU 1.
+bench-http-pinned: build
+	@bash test/install-deps.sh bench
+	@if [ "$$(nproc)" -lt 2 ]; then echo "bench-http-pinned: needs 2 CPUs, skipped"; else \
+	  PIN=0:1 PALISADE_CMD='exec $(CURDIR)/$(BIN)/palisade run -c $$CONF' bash test/bench/http/run.sh; fi
 
 bench-failover:
 	@bash test/install-deps.sh

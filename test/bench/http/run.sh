@@ -17,6 +17,10 @@
 #      bind ... defer-accept); 0: neither does.
 #      CC: run in a network namespace of its own (root; unshare --net) whose TCP
 #      congestion control is this, e.g. cubic; the host's is left alone.
+#      PIN: PROXY_CPUS:LOAD_CPUS, e.g. 0:1: each proxy runs alone on the first
+#      CPUs, nginx and wrk on the others (taskset), as on a host whose clients
+#      and servers are other machines. Both proxies size their threads from
+#      that affinity (palisade's GOMAXPROCS, HAProxy's default nbthread).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../../.." && pwd)
 if [ -n "${CC:-}" ] && [ -z "${PALISADE_HTTPBENCH_NETNS:-}" ]; then
@@ -33,6 +37,12 @@ DURATION=${DURATION:-5s}
 CONNS=${CONNS:-50}
 THREADS=${THREADS:-1}
 DEFER_ACCEPT=${DEFER_ACCEPT:-1}
+PROXY_ON=(); LOAD_ON=()
+if [ -n "${PIN:-}" ]; then
+  [[ "$PIN" =~ ^[0-9,-]+:[0-9,-]+$ ]] || { echo "PIN=$PIN: want PROXY_CPUS:LOAD_CPUS, e.g. 0:1" >&2; exit 2; }
+  PROXY_ON=(taskset -c "${PIN%%:*}"); LOAD_ON=(taskset -c "${PIN##*:}")
+  echo "pinned: proxies on CPUs ${PIN%%:*}, nginx and wrk on ${PIN##*:}"
+fi
 case "$DEFER_ACCEPT" in
   1) HAP_DEFER=" defer-accept"; PAL_DEFER=true ;;
   0) HAP_DEFER=""; PAL_DEFER=false ;;
@@ -86,7 +96,7 @@ http {
 }
 NG
 mkdir -p "$W/nginx/tmp"
-nginx -p "$W/nginx" -c "$W/nginx/nginx.conf" &
+"${LOAD_ON[@]}" nginx -p "$W/nginx" -c "$W/nginx/nginx.conf" &
 NGPID=$!; PIDS+=($NGPID)
 
 cat > "$W/haproxy.cfg" <<HA
@@ -114,7 +124,7 @@ backend app
   server s1 127.0.0.1:$N1
   server s2 127.0.0.1:$N2
 HA
-haproxy -f "$W/haproxy.cfg" -db 2>"$W/haproxy.log" &
+"${PROXY_ON[@]}" haproxy -f "$W/haproxy.cfg" -db 2>"$W/haproxy.log" &
 HPID=$!; PIDS+=($HPID)
 
 LISTEN=127.0.0.1:$PP
@@ -138,10 +148,12 @@ backends:
       - {name: s2, address: 127.0.0.1:$N2}
 PY
 if [ -n "${PALISADE_CMD:-}" ]; then
-  eval "$PALISADE_CMD" &
+  # exec: $! is palisade itself (its CPU is read from /proc/$!/stat, and the
+  # cleanup's kill reaches it), not a subshell around it
+  eval "exec ${PROXY_ON[*]} ${PALISADE_CMD#exec }" &
 else
   (cd "$ROOT" && go build -o "$W/benchsrv" ./proxy/l7/internal/benchsrv)
-  GOMAXPROCS=${PALISADE_GOMAXPROCS:-} "$W/benchsrv" -listen "$LISTEN" -servers "$SERVERS" -defer-accept="$PAL_DEFER" 2>"$W/palisade.log" &
+  GOMAXPROCS=${PALISADE_GOMAXPROCS:-} "${PROXY_ON[@]}" "$W/benchsrv" -listen "$LISTEN" -servers "$SERVERS" -defer-accept="$PAL_DEFER" 2>"$W/palisade.log" &
 fi
 PPID_=$!; PIDS+=($PPID_)
 
@@ -166,7 +178,7 @@ run() {
   local c0 c1 m0 m1 n0 n1 k0 k1 out me=$BASHPID
   c0=$(cputicks "$pid"); m0=$(machticks); n0=$(cputicks $NGW)
   k0=$(awk '{print $16+$17}' "/proc/$me/stat")
-  out=$(wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "$@" "http://127.0.0.1:$port$path")
+  out=$("${LOAD_ON[@]}" wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "$@" "http://127.0.0.1:$port$path")
   k1=$(awk '{print $16+$17}' "/proc/$me/stat")
   c1=$(cputicks "$pid"); m1=$(machticks); n1=$(cputicks $NGW)
   local rps reqs p99 errs
