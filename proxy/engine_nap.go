@@ -61,8 +61,8 @@ type threadUsage struct {
 type napper struct {
 	usage     func() threadUsage // of the calling thread
 	newThread func()             // called on the thread of a sample from a thread not seen last
-	at        int64              // when last sampled (loop time); 0: never
-	last      threadUsage
+	at        int64              // when last sampled (loop time)
+	last      threadUsage        // that sample (tid 0: none yet)
 	on        bool
 	naps      int64 // naps in this window
 	found     int64 // events they found
@@ -79,7 +79,7 @@ func (n *napper) napped(events int) {
 // A sample from another thread than the last (the runtime moved the loop's
 // goroutine) only starts a new window, and calls newThread.
 func (n *napper) update(now int64) {
-	if n.at != 0 && now-n.at < int64(napWindow) {
+	if n.last.tid != 0 && now-n.at < int64(napWindow) {
 		return
 	}
 	u := n.usage()
@@ -97,7 +97,7 @@ func (n *napper) update(now int64) {
 		n.on = false
 		return
 	}
-	if prev.tid != u.tid || span <= 0 {
+	if prev.tid != u.tid {
 		n.on = false
 		return
 	}

@@ -29,6 +29,11 @@ func TestNapperDecides(t *testing.T) {
 		newThreads int
 	}{
 		{"first sample only starts a window", []napStep{{w, busy(7, 0, 0, 0), false, true, 0, 0}}, 1},
+		{"the first sample is taken at once, even at time 0", []napStep{
+			{0, busy(7, 0, 0, 0), false, true, 0, 0},
+			{w / 2, busy(7, 0, 0, 0), false, false, 0, 0},
+			{w, busy(7, w*9/10, 1000, 10), true, true, 0, 0},
+		}, 1},
 		{"busy, alone on its CPU", []napStep{
 			{w, busy(7, 0, 0, 0), false, true, 0, 0},
 			{2 * w, busy(7, w*9/10, 1000, 10), true, true, 0, 0},
@@ -93,8 +98,11 @@ func TestNapperDecides(t *testing.T) {
 			n := napper{usage: func() threadUsage { reads++; return next }, newThread: func() { newThreads++ }}
 			for i, s := range c.steps {
 				next = s.u
-				for j := range s.naps {
-					n.napped(s.found/s.naps + b2i(j < s.found%s.naps))
+				if s.naps > 0 {
+					for range s.naps - 1 {
+						n.napped(0)
+					}
+					n.napped(s.found)
 				}
 				before := reads
 				n.update(s.at)
@@ -110,13 +118,6 @@ func TestNapperDecides(t *testing.T) {
 			}
 		})
 	}
-}
-
-func b2i(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
 }
 
 // restSteps are count windows from at on, each off though the thread looks busy and alone.
@@ -157,7 +158,7 @@ func TestWaitNapsBeforePark(t *testing.T) {
 	}
 	l.now = int64(time.Since(l.base))
 	l.nap = napper{usage: func() threadUsage { t.Fatal("sampled within the window"); return threadUsage{} },
-		at: l.now, on: true}
+		at: l.now, last: threadUsage{tid: 1}, on: true}
 	l.parked = l.now
 	l.next = l.now + int64(200*time.Millisecond) // bounds the park the nap should avoid
 

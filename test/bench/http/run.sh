@@ -174,7 +174,7 @@ tous() { # wrk latency "1.23ms" -> microseconds
 #   "rps p99us cpu_us_per_req machine_idle_pct nginx_us_per_req wrk_us_per_req"
 # (wrk's CPU is this shell's waited-for children's, /proc/$BASHPID/stat fields 16+17)
 run() {
-  local who=$1 port=$2 pid=$3 path=$4; shift 4
+  local label=$1 port=$2 pid=$3 path=$4; shift 4
   local c0 c1 m0 m1 n0 n1 k0 k1 out me=$BASHPID
   c0=$(cputicks "$pid"); m0=$(machticks); n0=$(cputicks $NGW)
   k0=$(awk '{print $16+$17}' "/proc/$me/stat")
@@ -186,7 +186,7 @@ run() {
   reqs=$(awk '/requests in/{print $1}' <<<"$out")
   p99=$(awk '$1=="99%"{print $2}' <<<"$out")
   errs=$(awk '/Non-2xx|Socket errors/{print}' <<<"$out")
-  [ -n "$errs" ] && echo "  ($who: $errs)" >&2
+  [ -n "$errs" ] && echo "  ($label: $errs)" >&2
   echo "$rps $(tous "$p99") $(awk -v d=$((c1-c0)) -v n="$reqs" -v t="$TCK" 'BEGIN{printf "%.2f", d*1e6/t/n}')" \
     "$(awk -v a="$m0" -v b="$m1" 'BEGIN{split(a,x," "); split(b,y," "); bu=y[1]-x[1]; id=y[2]-x[2]; printf "%.1f", (bu+id>0)? id*100/(bu+id) : 0}')" \
     "$(awk -v n="$reqs" -v t="$TCK" -v a=$((n1-n0)) -v b=$((k1-k0)) 'BEGIN{printf "%.2f %.2f", a*1e6/t/n, b*1e6/t/n}')"
