@@ -241,6 +241,7 @@ type loop struct {
 	nudge     func() // that goroutine (a field for tests)
 	yield     func() // gives up the CPU before a park (a field for tests)
 	nap       napper // whether to nap before a park (engine_nap.go)
+	moved     int64  // bytes moved between clients and servers (for nap)
 	napFn     func() // the nap (a field for tests)
 	sa        unix.RawSockaddrAny
 }
@@ -439,7 +440,7 @@ func (l *loop) wait() int {
 	if n, _ := epollWait(l.epfd, l.events); n > 0 || len(l.ready) > 0 {
 		return n
 	}
-	if l.nap.update(l.now); l.nap.on && l.now-l.parked < int64(napRun) {
+	if l.nap.update(l.now, l.moved); l.nap.on && l.now-l.parked < int64(napRun) {
 		l.napFn()
 		n, _ := epollWait(l.epfd, l.events)
 		if l.nap.napped(n); n > 0 {

@@ -28,6 +28,9 @@ func (l *loop) Now() int64 { return l.now }
 // Post implements l7.Loop.
 func (l *loop) Post(fn func()) bool { return l.post(fn) }
 
+// Moved implements l7.Loop.
+func (l *loop) Moved(n int) { l.moved += int64(n) }
+
 // Track implements l7.Loop.
 func (l *loop) Track(t l7.Timed) l7.Timer {
 	x := &l7timer{track: track{idx: -1, deadline: math.MaxInt64}, l: l, t: t}

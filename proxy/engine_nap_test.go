@@ -3,6 +3,7 @@ package proxy
 import (
 	"log/slog"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -105,7 +106,7 @@ func TestNapperDecides(t *testing.T) {
 					n.napped(s.found)
 				}
 				before := reads
-				n.update(s.at)
+				n.update(s.at, 0)
 				if read := reads > before; read != s.read {
 					t.Fatalf("step %d: sampled %v, want %v", i, read, s.read)
 				}
@@ -115,6 +116,50 @@ func TestNapperDecides(t *testing.T) {
 			}
 			if newThreads != c.newThreads {
 				t.Fatalf("%d new threads, want %d", newThreads, c.newThreads)
+			}
+		})
+	}
+}
+
+// TestNapperComparesRates runs napper over busy windows of a load that moves
+// withNaps bytes in a window with naps and without in one without; want is
+// napping after each window ('+' on, '-' off).
+func TestNapperComparesRates(t *testing.T) {
+	probe := "-" + strings.Repeat("+", napProbe) + "-" + strings.Repeat("+", napProbe) + "-+"
+	rest := "-+" + strings.Repeat("-", napRest) + "+" + strings.Repeat("-", napRest) + "+"
+	cases := []struct {
+		name              string
+		withNaps, without int64
+		want              string
+	}{
+		{"the same either way: naps, and a window without every napProbe", 1000, 1000, probe},
+		{"faster with naps", 1000, 500, probe},
+		{"faster without, but within napGain", 1000, 1049, probe},
+		{"faster without by more than napGain: rests, then tries again", 1000, 1051, rest},
+		{"nothing moved", 0, 0, probe},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			w := int64(napWindow)
+			u := threadUsage{tid: 7}
+			n := napper{usage: func() threadUsage { return u }}
+			var moved int64
+			got := ""
+			for i := range len(c.want) {
+				if i > 0 {
+					if n.on {
+						moved += c.withNaps
+					} else {
+						moved += c.without
+					}
+					u.cpu += w * 9 / 10
+					u.sleeps += 1000
+				}
+				n.update(int64(i+1)*w, moved)
+				got += map[bool]string{true: "+", false: "-"}[n.on]
+			}
+			if got != c.want {
+				t.Fatalf("napping %s, want %s", got, c.want)
 			}
 		})
 	}

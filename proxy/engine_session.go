@@ -761,6 +761,7 @@ func (e *end) afterFIN(n int, err unix.Errno) int {
 }
 
 func (s *esession) moved(src *end, n int) {
+	s.l.moved += int64(n)
 	if src == &s.c {
 		s.toServer += int64(n)
 	} else {

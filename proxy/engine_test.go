@@ -916,6 +916,27 @@ func TestEngineBytesCountedDuringTransfer(t *testing.T) {
 	if got := p.stats().BytesOut; got != size {
 		t.Fatalf("bytes out %d after close, want exactly %d", got, size)
 	}
+	if got := loopsMoved(t, p.ls); got != size {
+		t.Fatalf("the loops counted %d bytes moved (their nap's measure), want %d", got, size)
+	}
+}
+
+// loopsMoved sums the bytes the engine's loops counted as moved.
+func loopsMoved(t *testing.T, ls *Listeners) int64 {
+	var sum int64
+	for _, l := range ls.engine.loops {
+		got := make(chan int64, 1)
+		if !l.post(func() { got <- l.moved }) {
+			t.Fatal("loop ended")
+		}
+		select {
+		case m := <-got:
+			sum += m
+		case <-time.After(10 * time.Second):
+			t.Fatal("loop did not answer within 10s")
+		}
+	}
+	return sum
 }
 
 // TestEngineClientResetFreesConnectingSlot: a client that resets while the

@@ -508,6 +508,7 @@ func (e *econn) head() {
 		}
 		c.rn += n
 		e.cIn += uint64(n)
+		e.lp.Moved(n)
 		c.state.Store(stBusy)
 		if n < space && !e.cHup && !e.cRdhup {
 			// a short read took all there was: the next bytes bring a new edge
@@ -990,6 +991,7 @@ func (e *econn) flushOut() bool {
 			return false
 		}
 		e.cOut += uint64(n)
+		e.lp.Moved(n)
 		if n < len(e.out) {
 			e.out = e.out[n:]
 		} else {
@@ -1136,6 +1138,7 @@ func (e *econn) spliceBody() bool {
 			}
 			e.inPipe -= n
 			e.cOut += uint64(n)
+			e.lp.Moved(n)
 			c.bytesOut += int64(n)
 			continue
 		}

@@ -144,3 +144,59 @@ func TestIdleServerConnectionsExpire(t *testing.T) {
 		t.Fatal("idle server connection still open 5s after a 300ms idle timeout")
 	}
 }
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n int
+}
+
+func (c *countingReader) Read(b []byte) (int, error) {
+	n, err := c.r.Read(b)
+	c.n += n
+	return n, err
+}
+
+// The engine tells its loop every byte it passes between client and server
+// (Loop.Moved, the loop's measure of its rate): the request as the client
+// sent it and the response as the client got it, exchange after exchange.
+func TestEngineCountsMovedBytes(t *testing.T) {
+	if !onEngine {
+		t.Skip("L7_GOROUTINE: no event loop")
+	}
+	srv := startRequests(t, func(c net.Conn, req *http.Request) bool {
+		size := 100 + len(req.URL.Path)*1000
+		if req.URL.Path == "/large" {
+			size = 4*spliceMin + 7 // spliced
+		}
+		body := bytes.Repeat([]byte("x"), size)
+		fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+		return true
+	})
+	p, _ := proxyTo(t, Config{}, srv)
+	c, _ := dialWithin(t, p.addr, 10*time.Second)
+	cr := &countingReader{r: c}
+	br := bufio.NewReader(cr)
+	sent := 0
+	for _, path := range []string{"/a", "/bb", "/large", "/cccc"} {
+		req := "GET " + path + " HTTP/1.1\r\nHost: a\r\nX-Pad: " + path + "\r\n\r\n"
+		if _, err := io.WriteString(c, req); err != nil {
+			t.Fatal(err)
+		}
+		sent += len(req)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+			t.Fatal(err)
+		}
+		got := make(chan int64, 1)
+		if !p.loop.Post(func() { got <- p.loop.moved }) {
+			t.Fatal("loop ended")
+		}
+		if m := <-got; m != int64(sent+cr.n) {
+			t.Fatalf("after %s: loop counted %d bytes moved, want %d sent + %d received", path, m, sent, cr.n)
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -254,6 +255,21 @@ func startRaw(t testing.TB, handle func(c net.Conn)) *rawServer {
 }
 
 func (s *rawServer) addr() string { return s.ln.Addr().String() }
+
+// startRequests is a raw server that reads requests one after another on
+// each connection and has answer write each reply; answer's false ends the
+// connection.
+func startRequests(t testing.TB, answer func(c net.Conn, req *http.Request) bool) *rawServer {
+	return startRaw(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil || !answer(c, req) {
+				return
+			}
+		}
+	})
+}
 
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()

@@ -20,6 +20,9 @@ type Loop interface {
 	// Post runs fn on the loop's goroutine soon; it reports false once the
 	// loop has ended (its tracked items were shut down by then).
 	Post(fn func()) bool
+	// Moved counts n bytes passed between a client and a server, for the
+	// loop's own measure of its rate.
+	Moved(n int)
 }
 
 // Watcher receives a socket's epoll events.

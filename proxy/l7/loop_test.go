@@ -16,6 +16,7 @@ type testLoop struct {
 	epfd, wake int
 	base       time.Time
 	now        int64
+	moved      int64 // bytes counted by Moved
 	watchers   map[int]Watcher
 	timers     map[*testTimer]struct{}
 
@@ -71,6 +72,8 @@ func (l *testLoop) Unwatch(fd int) {
 }
 
 func (l *testLoop) Now() int64 { return l.now }
+
+func (l *testLoop) Moved(n int) { l.moved += int64(n) }
 
 func (l *testLoop) Track(t Timed) Timer {
 	x := &testTimer{l: l, t: t, at: math.MaxInt64}
