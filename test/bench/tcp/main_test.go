@@ -195,3 +195,34 @@ func TestConfigsDeferAccept(t *testing.T) {
 		}
 	}
 }
+
+// The report's command line names every option that changes the figures,
+// and credits a make target only for the flags that target passes.
+func TestReportFlags(t *testing.T) {
+	ka4 := func(o *options) { o.only, o.conns, o.threads, o.idle = "keepalive", 4, 1, 0 }
+	cases := []struct {
+		name   string
+		set    func(*options)
+		pinned bool
+		extra  string
+		made   bool
+	}{
+		{"defaults: make bench-tcp", func(*options) {}, false, "", true},
+		{"pinned, no idle test: make bench-tcp-pinned", func(o *options) { o.idle = 0 }, true, " -idle 0", true},
+		{"pinned keep-alive behind 4: make bench-tcp-pinned", ka4, true, " -only keepalive -conns 4 -threads 1 -idle 0", true},
+		{"the same shared: no make target", ka4, false, " -only keepalive -conns 4 -threads 1 -idle 0", false},
+		{"bulk options", func(o *options) { o.bulkConns, o.bigMiB = 8, 10 }, false, " -bulk-conns 8 -big-mib 10", false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			o := defaultOptions()
+			c.set(&o)
+			if got := extraFlags(o); got != c.extra {
+				t.Fatalf("extra flags %q, want %q", got, c.extra)
+			}
+			if got := makeFlags(c.pinned, c.extra); got != c.made {
+				t.Fatalf("make target %v, want %v", got, c.made)
+			}
+		})
+	}
+}

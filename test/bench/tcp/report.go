@@ -23,6 +23,8 @@ func (b *bench) report(res *results) string {
 	if !o.deferAcc {
 		cmdline += " -defer-accept=false"
 	}
+	extra := extraFlags(o)
+	cmdline += extra
 	placement := "the proxies and load generators sharing the CPUs"
 	title := "TCP mode (`mode tcp`)"
 	if o.pin.on() {
@@ -38,7 +40,7 @@ func (b *bench) report(res *results) string {
 		target = "bench-tcp-cubic"
 	}
 	made := fmt.Sprintf(" (`make %s`)", target)
-	if o.baseline != "" || o.cc != "" && o.cc != "cubic" {
+	if o.baseline != "" || o.cc != "" && o.cc != "cubic" || !makeFlags(o.pin.on(), extra) {
 		made = "" // no make target passes these
 	}
 	fmt.Fprintf(&w, "Measured %s with `%s`%s.\n", time.Now().UTC().Format("2006-01-02"), cmdline, made)
@@ -251,4 +253,32 @@ func fmtPct(v float64) string {
 		return "–"
 	}
 	return fmt.Sprintf("%.0f %%", v*100)
+}
+
+// extraFlags are the flags, beyond those report names itself, whose values
+// differ from the defaults, as they would be given.
+func extraFlags(o options) string {
+	d := defaultOptions()
+	var f string
+	if o.only != "" {
+		f += " -only " + o.only
+	}
+	for _, x := range []struct {
+		name    string
+		v, dflt int
+	}{{"conns", o.conns, d.conns}, {"threads", o.threads, d.threads}, {"bulk-conns", o.bulkConns, d.bulkConns},
+		{"big-mib", o.bigMiB, d.bigMiB}, {"idle", o.idle, d.idle}} {
+		if x.v != x.dflt {
+			f += fmt.Sprintf(" -%s %d", x.name, x.v)
+		}
+	}
+	return f
+}
+
+// makeFlags reports whether a make target runs the bench with these extra flags.
+func makeFlags(pinned bool, extra string) bool {
+	if !pinned {
+		return extra == ""
+	}
+	return extra == " -idle 0" || extra == " -only keepalive -conns 4 -threads 1 -idle 0"
 }
