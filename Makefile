@@ -40,11 +40,13 @@ bench-tcp: build
 	$(GO) run ./test/bench/tcp -palisade $(BIN)/palisade
 
 # The same with the proxy under test alone on CPU 0 and nginx, wrk and the
-# bulk client on CPU 1 (the idle-memory test does not depend on it: skipped).
+# bulk client on CPU 1 (the idle-memory test does not depend on it: skipped);
+# then keep-alive behind 4 connections, where the load waits on the proxy.
 bench-tcp-pinned: build
 	@bash test/install-deps.sh bench
 	@if [ "$$(nproc)" -lt 2 ]; then echo "bench-tcp-pinned: needs 2 CPUs, skipped"; else \
-	  $(GO) run ./test/bench/tcp -palisade $(BIN)/palisade -pin 0:1 -idle 0; fi
+	  $(GO) run ./test/bench/tcp -palisade $(BIN)/palisade -pin 0:1 -idle 0 && \
+	  $(GO) run ./test/bench/tcp -palisade $(BIN)/palisade -pin 0:1 -idle 0 -only keepalive -conns 4 -threads 1; fi
 
 # Both again under cubic, Linux's default TCP congestion control, in a network
 # namespace of the bench's own (root), whatever the host uses (see README).
