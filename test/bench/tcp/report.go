@@ -93,7 +93,7 @@ func (b *bench) report(res *results) string {
 				fmtCPU(mcpu.med, sc.cpuUnit), fmtPct(idle.med), fmtCPU(segs.med, sc.cswUnit), errs)
 		}
 	}
-	if len(res.scenarios) > 0 {
+	if slices.ContainsFunc(res.scenarios, func(sc *scenario) bool { return sc.key == "bulk" }) {
 		fmt.Fprintf(&w, "\nbulk p99 is of whole %d MiB GETs.\n", o.bigMiB)
 	}
 
