@@ -126,17 +126,24 @@ func TestNapperDecides(t *testing.T) {
 // napping after each window ('+' on, '-' off).
 func TestNapperComparesRates(t *testing.T) {
 	probe := "-" + strings.Repeat("+", napProbe) + "-" + strings.Repeat("+", napProbe) + "-+"
-	rest := "-+" + strings.Repeat("-", napRest) + "+" + strings.Repeat("-", napRest) + "+"
+	// three comparisons against naps (windows 2, 3 and 4) before a rest;
+	// after it, the window with naps and two more
+	rest := "-+-+" + strings.Repeat("-", napRest) + "+-+" + strings.Repeat("-", napRest) + "+"
+	// window 12 (the first without naps) is lucky: the comparisons at 12
+	// and 13 go against naps, the one at 14 does not
+	lucky := "-" + strings.Repeat("+", napProbe) + "-+-" + strings.Repeat("+", napProbe) + "-"
 	cases := []struct {
 		name              string
 		withNaps, without int64
+		lucky             int // the window (by its last update) that moves 10 % more
 		want              string
 	}{
-		{"the same either way: naps, and a window without every napProbe", 1000, 1000, probe},
-		{"faster with naps", 1000, 500, probe},
-		{"faster without, but within napGain", 1000, 1049, probe},
-		{"faster without by more than napGain: rests, then tries again", 1000, 1051, rest},
-		{"nothing moved", 0, 0, probe},
+		{"the same either way: naps, and a window without every napProbe", 1000, 1000, 0, probe},
+		{"faster with naps", 1000, 500, 0, probe},
+		{"faster without, but within napGain", 1000, 1049, 0, probe},
+		{"faster without by more than napGain: rests, then tries again", 1000, 1051, 0, rest},
+		{"one lucky window without naps: no rest", 1000, 1000, napProbe + 2, lucky},
+		{"nothing moved", 0, 0, 0, probe},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -147,11 +154,14 @@ func TestNapperComparesRates(t *testing.T) {
 			got := ""
 			for i := range len(c.want) {
 				if i > 0 {
+					b := c.without
 					if n.on {
-						moved += c.withNaps
-					} else {
-						moved += c.without
+						b = c.withNaps
 					}
+					if i == c.lucky {
+						b += b / 10
+					}
+					moved += b
 					u.cpu += w * 9 / 10
 					u.sleeps += 1000
 				}
