@@ -41,20 +41,20 @@ import (
 // rate. Pinned keep-alive behind four connections (bench-tcp -conns 4) ran
 // at 0.89x the rate and 1.10x the CPU per request with napping on; behind
 // fifty it ran 1.08x faster. So the loop compares the bytes it moved per
-// second in neighbouring windows, one with naps and one without: after
-// napProbe windows of naps in a row one window goes without. When the
-// window without moved more than napGain more than the one with, the
-// windows alternate, each compared with the one before, and when napDoubts
-// comparisons in a row went that way (two windows each way at least: one
-// lucky window is not enough) the loop rests napRest windows without
-// napping; after the rest, the window with naps is compared with the last
-// one without. Only windows in which the loop was busy and alone (as
-// below), on the same thread, are compared. Behind four connections, single
-// comparisons put windows with naps at 0.85-0.94x; behind fifty, windows
-// without naps at 0.91-1.03x, and on new connections behind four (where
-// napping gained about 4 %) one in six windows without naps came out over
-// 5 % ahead: resting on the first comparison ran 0.97x the build without
-// the comparison there (behind in 7 rounds of 7).
+// second with naps and without: after napProbe windows of naps in a row
+// one window goes without. When a window without naps moved more than
+// napGain more than its neighbour with naps, a trial of napTrial windows
+// follows (those two among them), alternating, half with naps; when the
+// windows without moved more than napGain more in all, the loop rests
+// without napping, napRest windows at first and twice as long after each
+// trial that ends the same way (up to napRestMax); after a rest a trial
+// runs again. Only windows in which the loop was busy and alone (as below),
+// on the same thread, count. Single windows are too noisy to decide on:
+// behind four connections, single comparisons put windows with naps at
+// 0.85-0.94x; behind fifty, windows without naps at 0.91-1.03x; on new
+// connections behind four (where napping gained about 4 %) one window
+// without naps in six came out over 5 % ahead, and resting on that ran
+// 0.97x the build before (behind in 7 rounds of 7).
 //
 // A loop naps only if it parked within napRun. A napping loop that keeps
 // finding events would never park, and a goroutine that waits for its P
@@ -69,7 +69,8 @@ const (
 	napRest         = 10
 	napProbe        = 10
 	napGain         = 0.05
-	napDoubts       = 3
+	napTrial        = 6
+	napRestMax      = 8 * napRest
 )
 
 // threadUsage is what the kernel counts for one thread (getrusage(2)).
@@ -92,16 +93,40 @@ type napper struct {
 	rest      int   // windows left without napping
 	moved     int64 // bytes moved by the loop at the last sample
 	prev      napSample
-	streak    int // windows in a row with napping on
-	doubts    int // comparisons in a row that went against napping
+	streak    int          // windows in a row with napping on
+	trial     int          // windows left in a trial
+	tally     [2]napSample // a trial's windows without [0] and with [1] naps, summed
+	restLen   int          // the next rest after a trial (0: napRest)
+	retest    bool         // a rest has ended: a trial starts with the next window
 }
 
-// napSample is what napper keeps of a window to compare the next one with.
+// napSample is a window, or windows summed.
 type napSample struct {
-	rate   float64 // bytes moved per nanosecond
-	on     bool    // napping was on
-	busy   bool    // the loop was busy and alone on its CPU
-	usable bool    // false: no window yet, or the thread changed after it
+	bytes, span int64 // bytes moved, nanoseconds
+	on          bool  // napping was on
+	busy        bool  // the loop was busy and alone on its CPU
+	usable      bool  // false: no window yet, or the thread changed after it
+}
+
+func (w napSample) rate() float64 { return float64(w.bytes) / float64(max(w.span, 1)) }
+
+// against reports whether without moved more than napGain more than with.
+func against(without, with napSample) bool { return without.rate() > with.rate()*(1+napGain) }
+
+// count adds a busy window to the trial's tally.
+func (n *napper) count(w napSample) {
+	if w.busy {
+		t := &n.tally[b2i(w.on)]
+		t.bytes += w.bytes
+		t.span += w.span
+	}
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // napped counts a nap and the events the poll after it found.
@@ -126,43 +151,56 @@ func (n *napper) update(now, moved int64) {
 		if n.newThread != nil {
 			n.newThread()
 		}
-		n.on, n.prev, n.streak, n.doubts = false, napSample{}, 0, 0
+		n.on, n.prev, n.streak, n.trial, n.retest = false, napSample{}, 0, 0, false
 		n.rest = max(n.rest-1, 0)
 		return
 	}
 	cpu, sleeps, preempts := u.cpu-prev.cpu, u.sleeps-prev.sleeps, u.preempts-prev.preempts
 	w := napSample{
-		rate:   float64(bytes) / float64(max(span, 1)),
+		bytes:  bytes,
+		span:   span,
 		on:     n.on,
 		busy:   cpu*2 >= span && sleeps > 0 && preempts*napPreemptRatio < sleeps,
 		usable: true,
 	}
-	if p := n.prev; n.rest == 0 && p.usable && p.busy && w.busy && p.on != w.on {
-		with, without := w.rate, p.rate
+	switch p := n.prev; {
+	case n.retest:
+		n.retest, n.tally, n.trial = false, [2]napSample{}, napTrial
+	case n.trial > 0:
+		n.count(w)
+		if n.trial--; n.trial == 0 {
+			n.restLen = max(n.restLen, napRest)
+			if against(n.tally[0], n.tally[1]) {
+				n.rest, n.restLen = n.restLen, min(2*n.restLen, napRestMax)
+			} else {
+				n.restLen = napRest
+			}
+		}
+	case n.rest == 0 && p.usable && p.busy && w.busy && p.on != w.on:
+		without, with := p, w
 		if p.on {
-			with, without = p.rate, w.rate
+			without, with = w, p
 		}
-		if without > with*(1+napGain) {
-			n.doubts++
-		} else {
-			n.doubts = 0
-		}
-		if n.doubts >= napDoubts {
-			n.rest, n.doubts = napRest, 0
+		if against(without, with) {
+			n.tally = [2]napSample{}
+			n.count(p)
+			n.count(w)
+			n.trial = napTrial - 2
 		}
 	}
 	n.prev = w
 	if naps >= napJudge && found*4 < naps*5 {
-		n.rest = napRest
+		n.rest, n.trial, n.retest = napRest, 0, false
 	}
 	switch {
 	case n.rest > 0:
 		n.rest--
+		n.retest = n.rest == 0
 		n.on = false
 	case !w.busy:
 		n.on = false
-	case n.doubts > 0:
-		n.on = !w.on // another comparison, with windows of its own
+	case n.trial > 0:
+		n.on = !w.on // alternate
 	case n.streak >= napProbe:
 		n.on = false // a window without naps to compare with
 	default:

@@ -3,6 +3,7 @@ package proxy
 import (
 	"log/slog"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -126,12 +127,12 @@ func TestNapperDecides(t *testing.T) {
 // napping after each window ('+' on, '-' off).
 func TestNapperComparesRates(t *testing.T) {
 	probe := "-" + strings.Repeat("+", napProbe) + "-" + strings.Repeat("+", napProbe) + "-+"
-	// three comparisons against naps (windows 2, 3 and 4) before a rest;
-	// after it, the window with naps and two more
-	rest := "-+-+" + strings.Repeat("-", napRest) + "+-+" + strings.Repeat("-", napRest) + "+"
-	// window 12 (the first without naps) is lucky: the comparisons at 12
-	// and 13 go against naps, the one at 14 does not
-	lucky := "-" + strings.Repeat("+", napProbe) + "-+-" + strings.Repeat("+", napProbe) + "-"
+	// window 2 loses to window 1: a trial of windows 1-6, a rest of napRest
+	// windows, a trial of 6 starting with naps, and a rest twice as long
+	rest := "-+-+-+" + strings.Repeat("-", napRest) + "+-+-+-" + strings.Repeat("-", 2*napRest) + "+"
+	// window 12 (the first without naps) is lucky and starts a trial, which
+	// naps win overall (3100 against 3000 bytes)
+	lucky := "-" + strings.Repeat("+", napProbe) + "-+-+-" + strings.Repeat("+", napProbe) + "-"
 	cases := []struct {
 		name              string
 		withNaps, without int64
@@ -172,6 +173,31 @@ func TestNapperComparesRates(t *testing.T) {
 				t.Fatalf("napping %s, want %s", got, c.want)
 			}
 		})
+	}
+}
+
+// Rests double after each trial that ends against naps, up to napRestMax.
+func TestNapperRestsGrow(t *testing.T) {
+	w := int64(napWindow)
+	u := threadUsage{tid: 7}
+	n := napper{usage: func() threadUsage { return u }}
+	var moved int64
+	var rests []int
+	for i := range 400 {
+		if i > 0 {
+			moved += map[bool]int64{true: 1000, false: 1100}[n.on]
+			u.cpu += w * 9 / 10
+			u.sleeps += 1000
+		}
+		before := n.rest
+		n.update(int64(i+1)*w, moved)
+		if n.rest > before {
+			rests = append(rests, n.rest+1) // set, and the first window already counted
+		}
+	}
+	want := []int{napRest, 2 * napRest, 4 * napRest, napRestMax, napRestMax}
+	if len(rests) < len(want) || !slices.Equal(rests[:len(want)], want) {
+		t.Fatalf("rests %v, want %v first", rests, want)
 	}
 }
 
