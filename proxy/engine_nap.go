@@ -111,6 +111,7 @@ type napSample struct {
 func (w napSample) rate() float64 { return float64(w.bytes) / float64(max(w.span, 1)) }
 
 // against reports whether without moved more than napGain more than with.
+// A trial decides nothing unless it had busy windows of both kinds.
 func against(without, with napSample) bool { return without.rate() > with.rate()*(1+napGain) }
 
 // count adds a busy window to the trial's tally.
@@ -168,7 +169,7 @@ func (n *napper) update(now, moved int64) {
 		n.retest, n.tally, n.trial = false, [2]napSample{}, napTrial
 	case n.trial > 0:
 		n.count(w)
-		if n.trial--; n.trial == 0 {
+		if n.trial--; n.trial == 0 && n.tally[0].span > 0 && n.tally[1].span > 0 {
 			n.restLen = max(n.restLen, napRest)
 			if against(n.tally[0], n.tally[1]) {
 				n.rest, n.restLen = n.restLen, min(2*n.restLen, napRestMax)

@@ -176,6 +176,21 @@ func TestNapperComparesRates(t *testing.T) {
 	}
 }
 
+// A trial whose windows with naps were not busy (the load went away)
+// decides nothing: no rest, though only windows without naps moved bytes.
+func TestNapperTrialNeedsBothKinds(t *testing.T) {
+	w := int64(napWindow)
+	u := threadUsage{tid: 7, cpu: w, sleeps: 1000}
+	n := napper{usage: func() threadUsage { return u }, last: u, at: w, moved: 0, trial: 1, on: true,
+		tally: [2]napSample{{bytes: 5000, span: 3 * w}}}
+	u.cpu += w / 10 // not busy
+	u.sleeps += 1000
+	n.update(2*w, 1000)
+	if n.trial != 0 || n.rest != 0 {
+		t.Fatalf("trial %d, rest %d after a trial without busy windows with naps, want 0 and 0", n.trial, n.rest)
+	}
+}
+
 // Rests double after each trial that ends against naps, up to napRestMax.
 func TestNapperRestsGrow(t *testing.T) {
 	w := int64(napWindow)
