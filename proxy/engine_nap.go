@@ -100,18 +100,17 @@ type napper struct {
 	retest    bool         // a rest has ended: a trial starts with the next window
 }
 
-// napSample is a window, or windows summed.
+// napSample is a window, or windows summed. The zero sample (no window yet,
+// or the thread changed after it) is not busy, so it is never compared.
 type napSample struct {
 	bytes, span int64 // bytes moved, nanoseconds
 	on          bool  // napping was on
 	busy        bool  // the loop was busy and alone on its CPU
-	usable      bool  // false: no window yet, or the thread changed after it
 }
 
 func (w napSample) rate() float64 { return float64(w.bytes) / float64(max(w.span, 1)) }
 
 // against reports whether without moved more than napGain more than with.
-// A trial decides nothing unless it had busy windows of both kinds.
 func against(without, with napSample) bool { return without.rate() > with.rate()*(1+napGain) }
 
 // count adds a busy window to the trial's tally.
@@ -158,17 +157,17 @@ func (n *napper) update(now, moved int64) {
 	}
 	cpu, sleeps, preempts := u.cpu-prev.cpu, u.sleeps-prev.sleeps, u.preempts-prev.preempts
 	w := napSample{
-		bytes:  bytes,
-		span:   span,
-		on:     n.on,
-		busy:   cpu*2 >= span && sleeps > 0 && preempts*napPreemptRatio < sleeps,
-		usable: true,
+		bytes: bytes,
+		span:  span,
+		on:    n.on,
+		busy:  cpu*2 >= span && sleeps > 0 && preempts*napPreemptRatio < sleeps,
 	}
 	switch p := n.prev; {
 	case n.retest:
 		n.retest, n.tally, n.trial = false, [2]napSample{}, napTrial
 	case n.trial > 0:
 		n.count(w)
+		// a trial without busy windows of both kinds decides nothing
 		if n.trial--; n.trial == 0 && n.tally[0].span > 0 && n.tally[1].span > 0 {
 			n.restLen = max(n.restLen, napRest)
 			if against(n.tally[0], n.tally[1]) {
@@ -177,7 +176,7 @@ func (n *napper) update(now, moved int64) {
 				n.restLen = napRest
 			}
 		}
-	case n.rest == 0 && p.usable && p.busy && w.busy && p.on != w.on:
+	case n.rest == 0 && p.busy && w.busy && p.on != w.on:
 		without, with := p, w
 		if p.on {
 			without, with = w, p

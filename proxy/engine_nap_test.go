@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"log/slog"
 	"runtime"
 	"slices"
 	"strings"
@@ -231,27 +230,12 @@ func restSteps(at int64, count int, busy func(int, int64, int64, int64) threadUs
 // arrived in the nap without parking. It does not nap when napping is off,
 // nor when the loop has not parked for napRun.
 func TestWaitNapsBeforePark(t *testing.T) {
-	l, err := newLoop(slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.closeFiles()
-	l.nudge = func() {}
+	l := waitLoop(t)
 	naps, yields := 0, 0
-	arrive := func() {
-		one := [8]byte{1}
-		if _, err := unix.Write(l.wake, one[:]); err != nil {
-			t.Fatal(err)
-		}
-	}
+	arrive := func() { signal(t, l) }
 	l.napFn = func() { naps++; arrive() }
 	l.yield = func() { yields++ }
-	drain := func() {
-		var buf [8]byte
-		if _, err := unix.Read(l.wake, buf[:]); err != nil {
-			t.Fatal(err)
-		}
-	}
+	drain := func() { drainWake(t, l) }
 	l.now = int64(time.Since(l.base))
 	l.nap = napper{usage: func() threadUsage { t.Fatal("sampled within the window"); return threadUsage{} },
 		at: l.now, last: threadUsage{tid: 1}, on: true}

@@ -12,17 +12,10 @@ import (
 // be left without a thread; wait then starts a goroutine (the nudge) at most
 // once per nudgeAfter, and not at all when the loop parked within it.
 func TestBusyLoopNudges(t *testing.T) {
-	l, err := newLoop(slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.closeFiles()
+	l := waitLoop(t)
 	nudges := 0
 	l.nudge = func() { nudges++ }
-	one := [8]byte{1}
-	if _, err := unix.Write(l.wake, one[:]); err != nil { // level-triggered: ready until read
-		t.Fatal(err)
-	}
+	signal(t, l)
 	l.base = time.Now().Add(-time.Second) // so the last park (0) was a second ago
 
 	if n := l.wait(); n != 1 || nudges != 1 {
@@ -37,10 +30,7 @@ func TestBusyLoopNudges(t *testing.T) {
 	}
 
 	// nothing pending: the loop parks until its sweep is due, and notes it
-	var buf [8]byte
-	if _, err := unix.Read(l.wake, buf[:]); err != nil {
-		t.Fatal(err)
-	}
+	drainWake(t, l)
 	l.nudged -= int64(2 * nudgeAfter)
 	before := int64(time.Since(l.base))
 	l.next = before + int64(5*time.Millisecond)
@@ -60,19 +50,11 @@ func TestBusyLoopNudges(t *testing.T) {
 // during the yield is returned without a park. With events pending, or
 // sessions on the ready list, it does not yield.
 func TestWaitYieldsBeforePark(t *testing.T) {
-	l, err := newLoop(slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.closeFiles()
-	l.nudge = func() {}
+	l := waitLoop(t)
 	yields := 0
 	arrive := func() { // an event comes in while the loop is yielding
 		yields++
-		one := [8]byte{1}
-		if _, err := unix.Write(l.wake, one[:]); err != nil {
-			t.Fatal(err)
-		}
+		signal(t, l)
 	}
 	l.yield = arrive
 	l.next = int64(time.Since(l.base)) + int64(200*time.Millisecond) // bounds the park the yield should avoid
@@ -86,10 +68,7 @@ func TestWaitYieldsBeforePark(t *testing.T) {
 		t.Fatalf("an event pending: %d events after %d yields, want 1 and no new yield", n, yields)
 	}
 
-	var buf [8]byte
-	if _, err := unix.Read(l.wake, buf[:]); err != nil {
-		t.Fatal(err)
-	}
+	drainWake(t, l)
 	l.yield = func() { yields++ }
 	l.ready = append(l.ready, &esession{})
 	if n := l.wait(); n != 0 || yields != 1 {
@@ -104,5 +83,34 @@ func TestWaitYieldsBeforePark(t *testing.T) {
 	}
 	if l.parked < before {
 		t.Fatalf("the park at %v was not noted (parked %v)", time.Duration(before), time.Duration(l.parked))
+	}
+}
+
+// waitLoop is a loop for wait's tests, without nudges, closed when the test
+// ends.
+func waitLoop(t *testing.T) *loop {
+	t.Helper()
+	l, err := newLoop(slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(l.closeFiles)
+	l.nudge = func() {}
+	return l
+}
+
+// signal makes l's wake eventfd readable: an event for wait until drainWake.
+func signal(t *testing.T, l *loop) {
+	one := [8]byte{1}
+	if _, err := unix.Write(l.wake, one[:]); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// drainWake reads l's wake eventfd: no event pending.
+func drainWake(t *testing.T, l *loop) {
+	var buf [8]byte
+	if _, err := unix.Read(l.wake, buf[:]); err != nil {
+		t.Fatal(err)
 	}
 }
